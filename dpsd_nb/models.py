@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from .data import DataInfo
 
 # %% auto 0
-__all__ = ['default_device', 'MemberConv2d', 'MemberLinear', 'TeacherCNN', 'member', 'student_cnn', 'Generator']
+__all__ = ['default_device', 'resolve_device', 'MemberConv2d', 'MemberLinear', 'TeacherCNN', 'member', 'student_cnn', 'Generator']
 
 # %% ../nbs/01_models.ipynb 5
 def default_device() -> torch.device:
@@ -23,7 +23,18 @@ def default_device() -> torch.device:
     if mps is not None and mps.is_available(): return torch.device('mps')
     return torch.device('cpu')
 
-# %% ../nbs/01_models.ipynb 8
+# %% ../nbs/01_models.ipynb 6
+def resolve_device(name:str|torch.device|None=None) -> torch.device:
+    "The device called `name` (default: `default_device()`), checked to exist on this machine."
+    if name is None: return default_device()
+    try: dev = torch.device(name)
+    except (RuntimeError, TypeError) as e: raise ValueError(f"device={name!r} is not a device: use cuda, mps or cpu") from None
+    ok = {'cpu': True, 'cuda': torch.cuda.is_available(),
+          'mps': getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available()}
+    if not ok.get(dev.type, False): raise ValueError(f"device={name!r} is not available here: use {default_device()} (or leave it out)")
+    return dev
+
+# %% ../nbs/01_models.ipynb 9
 def _init_members(weight, bias, fan_in):
     "nn.Conv2d / nn.Linear default init, member by member."
     for w in weight: nn.init.kaiming_uniform_(w, a=math.sqrt(5))
@@ -49,7 +60,7 @@ class MemberLinear(nn.Module):
         _init_members(self.weight.transpose(1, 2), self.bias, d_in)
     def forward(self, x): return torch.baddbmm(self.bias, x, self.weight)
 
-# %% ../nbs/01_models.ipynb 10
+# %% ../nbs/01_models.ipynb 11
 def _stages(size:int) -> int:
     "Number of conv+pool stages: halve until the side is at most 7."
     n = 0
@@ -83,14 +94,14 @@ class TeacherCNN(nn.Module):
         x = x.reshape(x.shape[0], M, -1).transpose(0, 1)  # (M, B, features)
         return self.fc2(F.relu(self.fc1(x)))
 
-# %% ../nbs/01_models.ipynb 13
+# %% ../nbs/01_models.ipynb 14
 def member(teachers:TeacherCNN, j:int) -> TeacherCNN:
     "A single-member copy of teacher `j` of an ensemble."
     one = TeacherCNN(teachers.info, 1, teachers.width, teachers.hidden).to(next(teachers.parameters()).device)
     one.load_state_dict({k: v[j:j+1] for k, v in teachers.state_dict().items()})
     return one
 
-# %% ../nbs/01_models.ipynb 18
+# %% ../nbs/01_models.ipynb 19
 def student_cnn(info:DataInfo, # the data set's shape and classes
                 width:int=32, # filters of the first convolution (the second has twice as many)
                ) -> nn.Sequential:
@@ -101,7 +112,7 @@ def student_cnn(info:DataInfo, # the data set's shape and classes
         nn.Conv2d(width, 2 * width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
         nn.Flatten(), nn.Linear(2 * width * side * side, info.num_classes))
 
-# %% ../nbs/01_models.ipynb 21
+# %% ../nbs/01_models.ipynb 22
 class Generator(nn.Module):
     "Maps noise (and optionally a class) to images of the data set's shape in [-1, 1]."
     def __init__(self, info:DataInfo, # the data set's shape and classes
