@@ -125,6 +125,9 @@ def vote_counts(teacher_logits:torch.Tensor, # (M, B, C) the teachers' logits
     votes = teacher_logits.argmax(-1)  # (M, B)
     return (votes.unsqueeze(-1) == candidates.unsqueeze(0)).sum(0).to(teacher_logits.dtype)
 
+def _add_gaussian(clean, sigma, g):
+    return clean + sigma * torch.randn(clean.shape, generator=g, device=clean.device, dtype=clean.dtype)
+
 @dataclass(frozen=True)
 class GaussianLabels(_Mechanism):
     "Label mode: noisy argmax of the teachers' vote counts on the top-`k` candidates."
@@ -134,8 +137,7 @@ class GaussianLabels(_Mechanism):
     def __post_init__(self): _check_sigma(self.sigma); _check_k(self.k)
     def events(self, count:int): return (GaussianEvent(self.sigma, self.sensitivity, count),)
     def _clean(self, teacher_logits, student_probs, cand): return vote_counts(teacher_logits, cand)
-    def _noise(self, clean, g):
-        return clean + self.sigma * torch.randn(clean.shape, generator=g, device=clean.device, dtype=clean.dtype)
+    def _noise(self, clean, g): return _add_gaussian(clean, self.sigma, g)
 
 # %% ../nbs/03_mechanisms.ipynb 22
 def rr_keep_prob(eps0:float, # per-answer epsilon
@@ -198,7 +200,7 @@ class GaussianData(_Mechanism):
         pt = teacher_logits.softmax(-1).gather(-1, cand.expand(len(teacher_logits), *cand.shape))
         v = pt - student_probs.gather(1, cand)
         return (v / (v.norm(dim=-1, keepdim=True) + self.gamma)).sum(0)
-    _noise = GaussianLabels._noise
+    def _noise(self, clean, g): return _add_gaussian(clean, self.sigma, g)
     def _labels(self, noisy, cand, student_probs, M):
         soft_k = project_simplex(student_probs.gather(1, cand) + self.eta * noisy / M)
         soft = torch.zeros_like(student_probs).scatter(1, cand, soft_k)
