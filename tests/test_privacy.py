@@ -1,0 +1,267 @@
+"""The privacy core against independent computations: Opacus's RDP accountant, brute-force Renyi
+divergences, dp-accounting (when installed), sampling frequencies, and sensitivity bounds."""
+import json, math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings, strategies as st
+from scipy import stats
+
+from dpsd_nb.mechanisms import (GaussianEvent, RREvent, GaussianLabels, GaussianData, RandomizedResponse, explain,
+                                project_simplex, rr_keep_prob, top_k, vote_counts)
+from dpsd_nb.accountant import (DEFAULT_ORDERS, Accountant, calibrate, calibrate_gaussian, calibrate_rr, epsilon_gaussian,
+                                epsilon_rr, eps_from_rdp, privacy_unit, rdp, rdp_gaussian, rdp_rr)
+
+torch.set_num_threads(1)
+pytestmark = pytest.mark.filterwarnings('ignore:Optimal order is the')  # Opacus's note on the order grid
+SEED = 20260  # every sampled test below is deterministic; its tolerance is stated where it is used
+
+
+# ---------- Gaussian accounting = Opacus ----------
+def opacus_epsilon(z, steps, delta):
+    from opacus.accountants import RDPAccountant
+    acc = RDPAccountant()
+    acc.history = [(z, 1.0, steps)]  # exactly what `steps` calls of acc.step(noise_multiplier=z, sample_rate=1) leave
+    return acc.get_epsilon(delta)
+
+def test_opacus_history_shortcut_is_stepping():
+    from opacus.accountants import RDPAccountant
+    acc = RDPAccountant()
+    for _ in range(300): acc.step(noise_multiplier=7.0, sample_rate=1.0)
+    assert acc.get_epsilon(1e-5) == opacus_epsilon(7.0, 300, 1e-5)
+
+@pytest.mark.parametrize('sigma', [0.8, 3.0, 17.0, 250.0])
+@pytest.mark.parametrize('sensitivity', [1.0, math.sqrt(2), 2.0])
+@pytest.mark.parametrize('queries', [1, 64, 10_000, 1_000_000])
+@pytest.mark.parametrize('delta', [1e-3, 1e-5, 1e-9])
+def test_gaussian_matches_opacus(sigma, sensitivity, queries, delta):
+    ours, theirs = epsilon_gaussian(sigma, sensitivity, queries, delta), opacus_epsilon(sigma / sensitivity, queries, delta)
+    if theirs < 0: assert ours == 0  # we report a negative conversion (large delta, tiny RDP) as 0
+    else: assert ours == pytest.approx(theirs, rel=1e-9)
+
+def test_accountant_matches_opacus_step_by_step():
+    from opacus.accountants import RDPAccountant
+    ref, acc = RDPAccountant(), Accountant()
+    for sigma, n in [(5.0, 40), (9.0, 25)]:
+        for _ in range(n):
+            ref.step(noise_multiplier=sigma / 2.0, sample_rate=1.0)
+            acc.charge(GaussianData(sigma, 3).events(1))
+    assert acc.epsilon(1e-6) == pytest.approx(ref.get_epsilon(1e-6), rel=1e-9)
+
+@pytest.mark.parametrize('target', [0.5, 1.0, 4.0, 10.0])
+@pytest.mark.parametrize('queries', [10, 1000, 100_000])
+@pytest.mark.parametrize('sensitivity', [math.sqrt(2), 2.0])
+def test_calibration_round_trip_and_opacus(target, queries, sensitivity):
+    from opacus.accountants.utils import get_noise_multiplier
+    sigma = calibrate_gaussian(target, 1e-5, queries, sensitivity)
+    eps = epsilon_gaussian(sigma, sensitivity, queries, 1e-5)
+    assert eps <= target and eps == pytest.approx(target, rel=1e-9)
+    theirs = get_noise_multiplier(target_epsilon=target, target_delta=1e-5, sample_rate=1.0, steps=queries, accountant='rdp') * sensitivity
+    # Opacus bisects until its epsilon lies in [target - 0.01, target]: it is on the safe side of our exact answer
+    assert sigma <= theirs * (1 + 1e-9) and target - 0.01 - 1e-9 <= epsilon_gaussian(theirs, sensitivity, queries, 1e-5) <= target
+    assert theirs == pytest.approx(sigma, rel=0.02)
+
+
+# ---------- randomized response = brute force, dp-accounting ----------
+def brute_force_rr(eps0, k, orders=DEFAULT_ORDERS):
+    "Max over every ordered pair of inputs (each candidate, and a label outside them) of D_alpha, from its definition."
+    p = rr_keep_prob(eps0, k)
+    dists = [np.where(np.arange(k) == y, p, (1 - p) / (k - 1)) for y in range(k)] + [np.full(k, 1 / k)]
+    out = []
+    for a in orders:
+        out.append(max(np.log(np.sum(P**a * Q**(1 - a))) / (a - 1) for P in dists for Q in dists))
+    return np.array(out)
+
+@pytest.mark.parametrize('k', [2, 3, 5, 10, 40])
+@pytest.mark.parametrize('eps0', [0.01, 0.3, 1.0, 3.0, 8.0])
+def test_rr_rdp_is_brute_force(eps0, k):
+    np.testing.assert_allclose(rdp_rr(eps0, k), brute_force_rr(eps0, k), rtol=1e-9, atol=1e-13)
+
+@given(st.floats(1e-3, 300.0), st.integers(2, 1000))
+@settings(max_examples=200, deadline=None)
+def test_rr_never_above_pure_dp(eps0, k):
+    r = rdp_rr(eps0, k)
+    assert np.isfinite(r).all() and (r >= 0).all() and (r <= eps0 * (1 + 1e-12)).all()
+    assert (np.diff(r) >= -1e-12 * eps0).all()  # RDP grows with the order
+
+def test_rr_matches_dp_accounting():
+    dpa = pytest.importorskip('dp_accounting')
+    from dp_accounting.rdp import rdp_privacy_accountant as R
+    for k, eps0, q in [(2, 0.3, 10), (3, 1.0, 1000), (10, 2.5, 100_000)]:
+        acc = R.RdpAccountant(list(DEFAULT_ORDERS), neighboring_relation=dpa.NeighboringRelation.REPLACE_ONE)
+        acc.compose(dpa.RandomizedResponseDpEvent(noise_parameter=k / (math.exp(eps0) + k - 1), num_buckets=k), q)
+        np.testing.assert_allclose(rdp(RREvent(eps0, k, q)), np.asarray(acc._rdp), rtol=1e-9)
+        assert epsilon_rr(eps0, k, q, 1e-5) == pytest.approx(min(acc.get_epsilon(1e-5), q * eps0), rel=1e-9)
+
+@pytest.mark.parametrize('target,queries,k', [(0.5, 1, 2), (1.0, 1000, 3), (3.0, 50, 10), (8.0, 1_000_000, 4)])
+def test_rr_calibration_round_trip(target, queries, k):
+    eps0 = calibrate_rr(target, 1e-5, queries, k)
+    assert epsilon_rr(eps0, k, queries, 1e-5) <= target
+    assert epsilon_rr(eps0 * (1 + 1e-8), k, queries, 1e-5) > target * (1 - 1e-9)  # the largest such eps0
+
+
+# ---------- sampling: the mechanisms do what their events say ----------
+def ensemble(votes, C):
+    "Teacher logits (M, B, C) whose argmax are `votes` (M, B)."
+    return F.one_hot(torch.as_tensor(votes), C).float()
+
+def chi2_pvalue(labels, probs):
+    counts = torch.bincount(labels, minlength=len(probs)).numpy()
+    return stats.chisquare(counts, np.asarray(probs) * counts.sum()).pvalue
+
+@pytest.mark.parametrize('eps0,k', [(0.5, 2), (1.0, 4), (3.0, 5)])
+def test_rr_frequencies(eps0, k):
+    n, C = 40_000, 8
+    sp = torch.linspace(1, 0.1, C).softmax(0).expand(n, C)  # candidates 0..k-1
+    p = rr_keep_prob(eps0, k)
+    for votes, true in [([[1] * n], 1), ([[1] * n] * 3 + [[0] * n] * 2, 1), ([[C - 1] * n], None)]:  # one teacher; plurality 3-2; outside
+        labels = RandomizedResponse(eps0, k).answer(ensemble(votes, C), sp, torch.Generator().manual_seed(SEED)).labels
+        probs = [1 / k] * k if true is None else [p if c == true else (1 - p) / (k - 1) for c in range(k)]
+        assert chi2_pvalue(labels, probs) > 1e-4, (votes[0][0], true)  # false alarm rate 1e-4 per check, fixed seed
+
+@pytest.mark.parametrize('margin,sigma', [(1, 1.0), (1, 5.0), (4, 3.0), (10, 4.0)])
+def test_gnmax_two_candidates(margin, sigma):
+    n = 40_000
+    votes = [[0] * n] * (margin + 2) + [[1] * n] * 2
+    sp = torch.tensor([0.5, 0.4, 0.1]).expand(n, 3)
+    labels = GaussianLabels(sigma, 2).answer(ensemble(votes, 3), sp, torch.Generator().manual_seed(SEED)).labels
+    expected = stats.norm.cdf(margin / (sigma * math.sqrt(2)))
+    assert abs((labels == 0).float().mean().item() - expected) < 4.5 * math.sqrt(expected * (1 - expected) / n)
+
+@pytest.mark.parametrize('mech', [GaussianLabels(2.5, 4), GaussianData(0.7, 3)])
+def test_noise_is_gaussian_with_std_sigma(mech):
+    g = torch.Generator().manual_seed(SEED)
+    ex = explain(mech, torch.randn(7, 30_000, 10, generator=g), torch.randn(30_000, 10, generator=g).softmax(-1), g)
+    noise = (ex.answer.noisy - ex.clean).flatten().double().numpy()
+    assert noise.std() == pytest.approx(mech.sigma, rel=0.02) and abs(noise.mean()) < 0.02 * mech.sigma
+    assert stats.kstest(noise / mech.sigma, 'norm').pvalue > 1e-4
+
+
+# ---------- sensitivity: replacing one teacher moves the clean scores by at most the stated amount ----------
+@given(st.integers(1, 12), st.integers(1, 6), st.integers(2, 9), st.data())
+@settings(max_examples=60, deadline=None)
+def test_sensitivity_of_one_teacher(M, B, C, data):
+    g = torch.Generator().manual_seed(data.draw(st.integers(0, 2**31)))
+    k = data.draw(st.integers(1, C))
+    tl = torch.randn(M, B, C, generator=g) * data.draw(st.sampled_from([0.1, 1.0, 30.0]))
+    sp = torch.randn(B, C, generator=g).softmax(-1)
+    tl2 = tl.clone(); tl2[data.draw(st.integers(0, M - 1))] = torch.randn(B, C, generator=g) * 10
+    for mech in (GaussianLabels(1.0, k), GaussianData(1.0, k)):
+        d = (explain(mech, tl, sp, torch.Generator()).clean - explain(mech, tl2, sp, torch.Generator()).clean).norm(dim=-1)
+        assert (d <= mech.sensitivity + 1e-6).all()
+
+
+# ---------- properties ----------
+@given(st.floats(0.5, 500.0), st.floats(0.5, 3.0), st.integers(1, 10**6), st.floats(1e-10, 1e-2))
+@settings(max_examples=150, deadline=None)
+def test_epsilon_monotone(sigma, sens, q, delta):
+    e = epsilon_gaussian(sigma, sens, q, delta)
+    assert epsilon_gaussian(sigma, sens, q + 1 + q // 3, delta) >= e
+    assert epsilon_gaussian(sigma * 1.3, sens, q, delta) <= e
+    assert epsilon_gaussian(sigma, sens, q, delta / 10) >= e
+
+@given(st.floats(0.01, 10.0), st.integers(2, 50), st.integers(1, 10**5))
+@settings(max_examples=100, deadline=None)
+def test_epsilon_rr_monotone(eps0, k, q):
+    e = epsilon_rr(eps0, k, q, 1e-5)
+    assert epsilon_rr(eps0, k, q + 1, 1e-5) >= e and epsilon_rr(eps0 * 1.2, k, q, 1e-5) >= e and e <= q * eps0
+
+@given(st.integers(1, 6), st.integers(1, 20), st.integers(1, 12), st.data())
+@settings(max_examples=60, deadline=None)
+def test_answers_shapes_and_candidates(M, B, C, data):
+    k = data.draw(st.integers(1, C))
+    g = torch.Generator().manual_seed(data.draw(st.integers(0, 2**31)))
+    tl, sp = torch.randn(M, B, C, generator=g), torch.randn(B, C, generator=g).softmax(-1)
+    for mech in (GaussianLabels(data.draw(st.floats(0, 50)), k), RandomizedResponse(data.draw(st.floats(0.01, 20)), k),
+                 GaussianData(data.draw(st.floats(0, 50)), k)):
+        a = mech.answer(tl, sp, g)
+        assert a.labels.shape == (B,) and a.labels.dtype == torch.long and a.soft.shape == (B, C)
+        assert a.candidates.shape == (B, k) and a.noisy.shape == (B, k)
+        torch.testing.assert_close(a.candidates, top_k(sp, k))
+        assert (a.labels.unsqueeze(1) == a.candidates).any(1).all()  # within the candidates
+        assert (a.soft >= 0).all() and torch.allclose(a.soft.sum(1), torch.ones(B))
+        outside = torch.ones(B, C, dtype=torch.bool).scatter(1, a.candidates, False)
+        assert (a.soft[outside] == 0).all()
+        assert sum(e.count for e in a.events) == B
+
+def test_seed_reproduces_every_draw():
+    tl, sp = torch.randn(5, 50, 10), torch.randn(50, 10).softmax(-1)
+    for mech in (GaussianLabels(2.0, 3), RandomizedResponse(1.0, 3), GaussianData(1.0, 3)):
+        a, b = (mech.answer(tl, sp, torch.Generator().manual_seed(3)) for _ in range(2))
+        c = mech.answer(tl, sp, torch.Generator().manual_seed(4))
+        assert torch.equal(a.noisy, b.noisy) and torch.equal(a.labels, b.labels) and not torch.equal(a.noisy, c.noisy)
+
+def test_nothing_of_the_teachers_leaves_but_dp_answers():
+    tl = torch.randn(4, 16, 10, requires_grad=True)
+    sp = torch.randn(16, 10).softmax(-1)
+    for mech in (GaussianLabels(2.0, 3), RandomizedResponse(1.0, 3), GaussianData(1.0, 3)):
+        a = mech.answer(tl, sp, torch.Generator().manual_seed(0))
+        assert set(vars(a)) == {'labels', 'soft', 'candidates', 'noisy', 'events'}
+        assert not any(t.requires_grad for t in (a.labels, a.soft, a.noisy))  # no gradient path back to the teachers
+        assert all(isinstance(e, (GaussianEvent, RREvent)) for e in a.events)
+
+@given(st.lists(st.lists(st.floats(-5, 5), min_size=4, max_size=4), min_size=1, max_size=30))
+@settings(max_examples=100, deadline=None)
+def test_project_simplex_is_the_projection(rows):
+    v = torch.tensor(rows, dtype=torch.float64)
+    w = project_simplex(v)
+    assert (w >= 0).all() and torch.allclose(w.sum(-1), torch.ones(len(v), dtype=torch.float64))
+    # optimality: <v - w, y - w> <= 0 for every vertex y of the simplex
+    assert ((v - w).unsqueeze(1) * (torch.eye(4, dtype=v.dtype) - w.unsqueeze(1))).sum(-1).max() <= 1e-9
+
+@given(st.lists(st.tuples(st.sampled_from(['g', 'r']), st.floats(0.1, 100.0), st.integers(0, 500)), min_size=1, max_size=8))
+@settings(max_examples=50, deadline=None)
+def test_accountant_composes_and_restores(charges):
+    acc = Accountant(delta=1e-6)
+    events = [GaussianEvent(x, 2.0, n) if kind == 'g' else RREvent(x / 20, 3, n) for kind, x, n in charges]
+    for e in events: acc.charge(e)
+    rho = sum(rdp(e) for e in events)
+    pure = sum(e.count * e.eps0 if isinstance(e, RREvent) else (math.inf if e.count else 0.) for e in events)
+    expected = 0. if not (rho > 0).any() else min(eps_from_rdp(rho, 1e-6)[0], pure)
+    assert acc.epsilon() == pytest.approx(expected, rel=1e-12)
+    assert [h[1] for h in acc.history] == list(np.cumsum([e.count for e in events]))
+    restored = Accountant().load_state_dict(json.loads(json.dumps(acc.state_dict())))
+    assert restored.epsilon(1e-8) == acc.epsilon(1e-8) and restored.state_dict() == acc.state_dict()
+
+
+# ---------- bad input: clear errors naming the value ----------
+@pytest.mark.parametrize('call,message', [
+    (lambda: epsilon_gaussian(0.0, 1.0, 10, 1e-5), 'sigma=0.0'),
+    (lambda: epsilon_gaussian(-2.0, 1.0, 10, 1e-5), 'sigma=-2.0'),
+    (lambda: calibrate_gaussian(1.0, 1e-5, 10, 0.0), 'sensitivity=0.0'),
+    (lambda: epsilon_gaussian(1.0, 1.0, 10, 0.0), 'delta=0.0: must be a number in (0, 1)'),
+    (lambda: epsilon_rr(1.0, 3, 10, 1.5), 'delta=1.5'),
+    (lambda: calibrate_gaussian(0.0, 1e-5, 10, 1.0), 'target_epsilon=0.0'),
+    (lambda: calibrate_rr(-1.0, 1e-5, 10, 3), 'target_epsilon=-1.0'),
+    (lambda: calibrate_gaussian(0.1, 1e-12, 10, 1.0), 'target_epsilon=0.1 cannot be met at delta=1e-12'),
+    (lambda: calibrate_rr(1.0, 1e-5, 10, 1), 'k=1'),
+    (lambda: calibrate_gaussian(1.0, 1e-5, 0, 1.0), 'queries=0'),
+    (lambda: GaussianLabels(-1.0, 3), 'sigma=-1.0'),
+    (lambda: GaussianLabels(float('nan'), 3), 'sigma=nan'),
+    (lambda: RandomizedResponse(0.0, 3), 'eps0=0.0'),
+    (lambda: RandomizedResponse(math.inf, 3), 'eps0=inf'),
+    (lambda: GaussianData(1.0, 3, gamma=0.0), 'gamma=0.0'),
+    (lambda: GaussianData(1.0, 0), 'k=0'),
+    (lambda: top_k(torch.rand(2, 5), 6), 'k=6: the number of candidates must be an integer in 1..5'),
+    (lambda: GaussianLabels(1.0, 6).answer(torch.rand(2, 3, 5), torch.rand(3, 5), torch.Generator()), 'k=6'),
+    (lambda: privacy_unit(0), 'M=0'),
+    (lambda: Accountant(delta=2.0), 'delta=2.0'),
+])
+def test_bad_input(call, message):
+    with pytest.raises(ValueError) as e: call()
+    assert message in str(e.value), str(e.value)
+
+def test_non_private_mode_is_infinite_epsilon():
+    acc = Accountant()
+    acc.charge(GaussianLabels(0.0, 3).events(10))
+    assert acc.epsilon() == math.inf and acc.epsilon(1e-2) == math.inf
+    assert 'replace-one' in privacy_unit(1) and 'disjoint' in privacy_unit(5)
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a GPU')
+def test_runs_on_the_data_device():
+    tl, sp = torch.randn(3, 8, 10, device='cuda'), torch.randn(8, 10, device='cuda').softmax(-1)
+    a = GaussianData(1.0, 3).answer(tl, sp, torch.Generator(device='cuda').manual_seed(0))
+    assert a.soft.device.type == 'cuda'
+    with pytest.raises(ValueError, match='generator is on cpu'): GaussianData(1.0, 3).answer(tl, sp, torch.Generator())
