@@ -21,7 +21,8 @@ from .accountant import Accountant, calibrate, privacy_unit
 
 # %% auto 0
 __all__ = ['MODES', 'PrivacyConfig', 'TeacherOracle', 'DistillConfig', 'Callback', 'soft_cross_entropy', 'mode_seeking',
-           'Distiller', 'fit', 'accuracy']
+           'Distiller', 'fit', 'accuracy', 'ProgressCallback', 'History', 'state_dict', 'load_state_dict',
+           'save_atomic', 'Checkpoint', 'FlowGuard']
 
 # %% ../nbs/05_distill.ipynb 5
 MODES = {('label', 'gaussian'): GaussianLabels, ('label', 'rr'): RandomizedResponse, ('data', 'gaussian'): GaussianData}
@@ -249,3 +250,77 @@ def accuracy(model, test, batch:int=1024) -> float:
     x, y = test.tensors
     pred = torch.cat([model(xb.to(dev)).argmax(1).cpu() for xb in x.split(batch)])
     return (pred == y).float().mean().item()
+
+# %% ../nbs/05_distill.ipynb 25
+class ProgressCallback(Callback):
+    "A tqdm bar over the steps, showing epsilon spent and queries answered."
+    def before_fit(self, d): self.bar = tqdm(total=d.cfg.steps, initial=d.step, desc='DPSD', leave=False)
+    def after_step(self, d):
+        self.bar.update(d.step - self.bar.n)
+        self.bar.set_postfix(eps=f'{d.epsilon:.3g}', queries=d.queries, refresh=False)
+    def after_fit(self, d): self.bar.close()
+
+class History(Callback):
+    "Records epsilon, queries and losses each step; the student's test accuracy every `every` steps."
+    def __init__(self, test=None, # a test split: its accuracy is a teaching view, never used to choose anything
+                 every:int=10):
+        self.test, self.every, self.rows = test, every, []
+    def after_step(self, d):
+        row = {'step': d.step, 'queries': d.queries, 'epsilon': d.epsilon, **d.losses}
+        if self.test is not None and (d.step % self.every == 0 or d.step == d.cfg.steps):
+            row['test_accuracy'] = accuracy(d.student, self.test)
+        self.rows.append(row)
+
+# %% ../nbs/05_distill.ipynb 27
+def state_dict(self:Distiller) -> dict:
+    "Everything needed to resume the run."
+    return {'step': self.step, 'student': self.student.state_dict(), 'generator': self.generator.state_dict(),
+            'opt_s': self.opt_s.state_dict(), 'opt_g': self.opt_g.state_dict(),
+            'accountant': self.accountant.state_dict(), 'buffer': self.buffer, 'rng': self.rng.get_state(),
+            'privacy': asdict(self.privacy), 'cfg': asdict(self.cfg)}
+
+def load_state_dict(self:Distiller, state:dict):
+    "Resume from `state_dict()`; the configurations must match."
+    if state['privacy'] != asdict(self.privacy) or state['cfg'] != asdict(self.cfg):
+        raise ValueError("the checkpoint was made with other settings: build the Distiller with its PrivacyConfig and DistillConfig")
+    self.step = state['step']
+    for name in ('student', 'generator', 'opt_s', 'opt_g'): getattr(self, name).load_state_dict(state[name])
+    self.accountant.load_state_dict(state['accountant'])
+    self.buffer = {k: [t.to(self.device) for t in v] for k, v in state['buffer'].items()}
+    if self.buffer['x']: self.last = (self.buffer['x'][-1], self.buffer['soft'][-1])
+    self.rng.set_state(state['rng'])
+    return self
+
+for f in (state_dict, load_state_dict): setattr(Distiller, f.__name__, f)
+
+def save_atomic(obj, path:str|Path):
+    "torch.save to a temporary name in the same folder, then rename."
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f'.{path.name}.tmp{os.getpid()}')
+    try: torch.save(obj, tmp); os.replace(tmp, path)
+    finally: tmp.unlink(missing_ok=True)
+
+class Checkpoint(Callback):
+    "Saves the run every `every` steps and at the end."
+    order = 10
+    def __init__(self, path:str|Path, every:int=50): self.path, self.every = Path(path), every
+    def after_step(self, d):
+        if d.step % self.every == 0: save_atomic(d.state_dict(), self.path)
+    def after_fit(self, d): save_atomic(d.state_dict(), self.path)
+
+# %% ../nbs/05_distill.ipynb 33
+class FlowGuard:
+    "Records every forward call of the teachers' modules: grad mode, train mode, and whether the oracle made it."
+    def __init__(self, teachers):
+        self.calls, self._inside = [], False
+        self._handles = [m.register_forward_pre_hook(self._record) for m in teachers.modules()]
+        original = TeacherOracle.answer
+        def answer(oracle, *args, **kwargs):
+            self._inside = True
+            try: return original(oracle, *args, **kwargs)
+            finally: self._inside = False
+        self._original, TeacherOracle.answer = original, answer
+    def _record(self, module, args): self.calls.append((torch.is_grad_enabled(), module.training, self._inside))
+    def close(self):
+        for h in self._handles: h.remove()
+        TeacherOracle.answer = self._original

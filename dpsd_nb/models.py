@@ -41,15 +41,15 @@ def _init_members(weight, bias, fan_in):
     nn.init.uniform_(bias, -1 / math.sqrt(fan_in), 1 / math.sqrt(fan_in))
 
 class MemberConv2d(nn.Module):
-    "`members` independent 3x3 convolutions applied as one grouped convolution on (B, members*c_in, H, W)."
+    "`members` independent 5x5 stride-2 convolutions applied as one grouped convolution on (B, members*c_in, H, W)."
     def __init__(self, members:int, c_in:int, c_out:int):
         super().__init__()
         self.members = members
-        self.weight = nn.Parameter(torch.empty(members, c_out, c_in, 3, 3))
+        self.weight = nn.Parameter(torch.empty(members, c_out, c_in, 5, 5))
         self.bias = nn.Parameter(torch.empty(members, c_out))
-        _init_members(self.weight, self.bias, c_in * 9)
+        _init_members(self.weight, self.bias, c_in * 25)
     def forward(self, x):
-        return F.conv2d(x, self.weight.flatten(0, 1), self.bias.flatten(), padding=1, groups=self.members)
+        return F.conv2d(x, self.weight.flatten(0, 1), self.bias.flatten(), stride=2, padding=2, groups=self.members)
 
 class MemberLinear(nn.Module):
     "`members` independent linear layers applied as one batched matmul on (members, B, d_in)."
@@ -80,7 +80,7 @@ class TeacherCNN(nn.Module):
         c, side, convs = info.channels, info.shape[1], []
         for s in range(_stages(info.shape[1])):
             convs.append(MemberConv2d(members, c, width * 2**s))
-            c, side = width * 2**s, side // 2
+            c, side = width * 2**s, (side + 1) // 2
         self.convs = nn.ModuleList(convs)
         self.fc1 = MemberLinear(members, c * side * side, hidden)
         self.fc2 = MemberLinear(members, hidden, info.num_classes)
@@ -91,7 +91,7 @@ class TeacherCNN(nn.Module):
         if x.ndim == 4: x = x.repeat(1, M, 1, 1) if M > 1 else x
         else: x = x.transpose(0, 1).flatten(1, 2)  # (B, M*C, H, W)
         x = x.contiguous(memory_format=torch.channels_last)  # grouped convolutions run several times faster so
-        for conv in self.convs: x = F.max_pool2d(F.relu(conv(x)), 2)
+        for conv in self.convs: x = F.relu(conv(x))
         x = x.reshape(x.shape[0], M, -1).transpose(0, 1)  # (M, B, features)
         return self.fc2(F.relu(self.fc1(x)))
 

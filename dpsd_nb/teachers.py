@@ -93,6 +93,7 @@ def train_teachers(data:Data, cfg:TeacherConfig, device=None, progress:bool=True
         if epoch != last: bar.update(); last = epoch
         bar.set_postfix(loss=f'{loss.item() / cfg.teachers:.3f}', refresh=False)
     bar.update(); bar.close()
+    opt.zero_grad(set_to_none=True)
     return teachers.eval().requires_grad_(False)
 
 # %% ../nbs/02_teachers.ipynb 17
