@@ -19,8 +19,8 @@ from .data import Data, partition
 from .models import TeacherCNN, member, default_device
 
 # %% auto 0
-__all__ = ['TeacherConfig', 'train_teachers_loop', 'train_teachers', 'teacher_logits', 'vote_counts', 'TeacherReport',
-           'evaluate_teachers', 'default_cache', 'cache_path', 'get_teachers']
+__all__ = ['TEACHER_ARCHITECTURE', 'TeacherConfig', 'train_teachers_loop', 'train_teachers', 'teacher_logits', 'vote_counts',
+           'TeacherReport', 'evaluate_teachers', 'default_cache', 'cache_path', 'get_teachers']
 
 # %% ../nbs/02_teachers.ipynb 5
 @dataclass(frozen=True)
@@ -137,6 +137,8 @@ def default_cache() -> Path:
     "Where teachers are cached: `$DPSD_NB_CACHE`, else `~/.cache/dpsd_nb`."
     return Path(os.environ.get('DPSD_NB_CACHE', Path.home()/'.cache'/'dpsd_nb'))
 
+TEACHER_ARCHITECTURE = 'stride-2 5x5 convolutions, v1'  # change it whenever TeacherCNN changes: old caches are then ignored
+
 def _fingerprint(data:Data) -> str:
     h = hashlib.sha256()
     for t in data.train.tensors: h.update(t.contiguous().numpy().tobytes())
@@ -144,7 +146,8 @@ def _fingerprint(data:Data) -> str:
 
 def cache_path(data:Data, cfg:TeacherConfig, cache:str|Path|None=None) -> Path:
     "The file the teachers of `cfg` on `data` are cached in."
-    key = json.dumps({'data': data.info.name, 'fingerprint': _fingerprint(data), **asdict(cfg)}, sort_keys=True)
+    key = json.dumps({'data': data.info.name, 'fingerprint': _fingerprint(data), 'architecture': TEACHER_ARCHITECTURE,
+                      **asdict(cfg)}, sort_keys=True)
     name = f"teachers-{data.info.name}-M{cfg.teachers}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.pt"
     return Path(cache or default_cache())/'teachers'/name
 
