@@ -44,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument('--teachers', type=int, default=20, help='M, teachers on disjoint parts of the private data (default 20)')
     run.add_argument('--teacher-epochs', type=int, default=100, help="passes over each teacher's part (default 100)")
     run.add_argument('--k', type=int, default=None, help='candidate classes from the student prior (default: all)')
-    run.add_argument('--queries', type=int, default=200, help='queries the noise is calibrated for (default 200)')
+    run.add_argument('--queries', type=int, default=100, help='queries the noise is calibrated for (default 100)')
     run.add_argument('--steps', type=int, default=200, help='loop iterations (default 200)')
     run.add_argument('--batch', type=int, default=100, help='queries per iteration (default 100)')
     run.add_argument('--cache', default=None, help='folder of cached teachers (default: $DPSD_NB_CACHE or ~/.cache/dpsd_nb)')

@@ -35,7 +35,7 @@ class PrivacyConfig:
     k:int|None=None # candidate classes per query from the student's top-k (None: all classes)
     epsilon:float=10. # target epsilon after all queries; math.inf: non-private (no noise)
     delta:float=1e-5 # target delta
-    queries:int=2000 # queries the noise is calibrated for; the loop never answers more
+    queries:int=100 # queries the noise is calibrated for; the loop never answers more
 
     def __post_init__(self):
         if (self.mode, self.mechanism) not in MODES:
@@ -90,10 +90,10 @@ class DistillConfig:
     lr_student:float=1e-3
     lr_generator:float=1e-3
     latent:int=64 # dimension of the generator's noise
-    query_noise:float=0.8 # std of pixel noise added to generated images before they are queried
+    query_noise:float=0.3 # std of pixel noise added to generated images before they are queried
     recent:float=0.5 # share of each student batch drawn from the latest answers
     diversity:float=1.0 # weight of the generator's mode-seeking (diversity) loss
-    final_epochs:int=10 # free student epochs over all released answers after the last step
+    final_steps:int=100 # free student updates on batches of released answers after the last step
     seed:int=0
 
     def __post_init__(self):
@@ -105,8 +105,8 @@ class DistillConfig:
         for name in ('query_noise', 'diversity'):
             if not getattr(self, name) >= 0: raise ValueError(f"{name}={getattr(self, name)!r}: must be >= 0")
         if not 0 <= self.recent <= 1: raise ValueError(f"recent={self.recent!r}: a share between 0 and 1")
-        if not (isinstance(self.final_epochs, int) and self.final_epochs >= 0):
-            raise ValueError(f"final_epochs={self.final_epochs!r}: must be an integer >= 0")
+        if not (isinstance(self.final_steps, int) and self.final_steps >= 0):
+            raise ValueError(f"final_steps={self.final_steps!r}: must be an integer >= 0")
 
 # %% ../nbs/05_distill.ipynb 13
 class Callback:
@@ -217,13 +217,13 @@ def _generator_phase(self:Distiller):
 for f in (_query, _train_student, _student_phase, _generator_phase): setattr(Distiller, f.__name__, f)
 
 # %% ../nbs/05_distill.ipynb 19
-def _final_epochs(self:Distiller):
-    "Free post-processing: `final_epochs` passes of the student over every released answer."
+def _final_steps(self:Distiller):
+    "Free post-processing: `final_steps` student updates on random batches of every released answer."
     if not self.buffer['x']: return
     X, Y = torch.cat(self.buffer['x']), torch.cat(self.buffer['soft'])
-    for _ in range(self.cfg.final_epochs):
-        for idx in torch.randperm(len(X), generator=self.rng, device=self.device).split(self.cfg.student_batch):
-            self._train_student(X[idx], Y[idx])
+    for _ in range(self.cfg.final_steps):
+        idx = torch.randint(len(X), (min(self.cfg.student_batch, len(X)),), generator=self.rng, device=self.device)
+        self._train_student(X[idx], Y[idx])
 
 def fit(self:Distiller):
     "Run the loop for `cfg.steps` iterations (or until a callback stops it)."
@@ -236,11 +236,11 @@ def fit(self:Distiller):
             self.losses = {'student': s, 'generator_fit': fit_, 'generator_diversity': diverse}
         self.step += 1
         self._cb('after_step')
-    if not self.stop: self._final_epochs()
+    if not self.stop: self._final_steps()
     self._cb('after_fit')
     return self
 
-for f in (_final_epochs, fit): setattr(Distiller, f.__name__, f)
+for f in (_final_steps, fit): setattr(Distiller, f.__name__, f)
 
 # %% ../nbs/05_distill.ipynb 22
 @torch.no_grad()

@@ -1,34 +1,72 @@
-"The `dpsd-nb` console script, run as a user runs it."
+"The `dpsd-nb` console script, run as a user runs it: a subprocess, files on disk, exit codes."
 import json
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
+REPORT_KEYS = {'dataset', 'mode', 'mechanism', 'teachers', 'k', 'epsilon', 'delta', 'privacy_unit', 'queries', 'sigma',
+               'student_accuracy', 'teacher_accuracy', 'synthetic_accuracy', 'mia_auc_teacher', 'mia_auc_student',
+               'seconds', 'device'}
 
-def dpsd_nb(*args, timeout=300):
+
+def dpsd_nb(*args, timeout=600):
     return subprocess.run([sys.executable, '-m', 'dpsd_nb.cli', *args], capture_output=True, text=True, timeout=timeout)
 
 
-def test_default_run_reports_a_good_teacher():
-    done = dpsd_nb('run', '--quiet')
+def test_default_run_writes_a_complete_report(tmp_path):
+    out = tmp_path/'run'
+    done = dpsd_nb('run', '--quiet', '--out', str(out))
     assert done.returncode == 0, done.stderr
-    report = json.loads(done.stdout)
-    assert report['dataset'] == 'digits' and report['teachers'] == 1
-    assert report['teacher_accuracy'] >= 0.97
-    assert report['device'] == 'cpu'
+    report = json.loads((out/'report.json').read_text())
+    assert json.loads(done.stdout) == report
+    assert REPORT_KEYS <= set(report), REPORT_KEYS - set(report)
+    assert report['dataset'] == 'digits' and report['mode'] == 'label' and report['teachers'] == 20
+    assert 0 < report['epsilon'] <= report['target_epsilon'] * (1 + 1e-9) and report['delta'] == 1e-5
+    assert report['queries'] == 100 and report['sigma'] > 0
+    assert 'replace-one' in report['privacy_unit']
+    assert report['student_accuracy'] > 0.2, report  # chance is 0.1
+    assert (out/'samples.png').stat().st_size > 0 and (out/'student.pt').exists() and (out/'generator.pt').exists()
+
+
+def test_interrupted_run_leaves_no_report(tmp_path):
+    out = tmp_path/'run'
+    proc = subprocess.Popen([sys.executable, '-m', 'dpsd_nb.cli', 'run', '--quiet', '--steps', '100000', '--out', str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(20)
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=60)
+    assert proc.returncode != 0
+    assert not (out/'report.json').exists()
+    assert not list(out.glob('.*tmp*')) if out.exists() else True
+
+
+def test_dpsgd_baseline(tmp_path):
+    done = dpsd_nb('baseline', 'dpsgd', '--quiet', '--epsilon', '10', '--out', str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    report = json.loads((tmp_path/'report.json').read_text())
+    assert report['method'] == 'dpsgd' and report['epsilon'] <= 10 * 1.01
+    assert report['student_accuracy'] > 0.85, report
 
 
 @pytest.mark.parametrize('args, says', [
     (['run', '--dataset', 'imagenet'], 'choose one of digits'),
     (['run', '--teachers', '-3'], 'teachers=-3'),
     (['run', '--teachers', '1000'], 'choose M <='),
+    (['run', '--epsilon', '0'], 'epsilon=0'),
+    (['run', '--delta', '2'], 'delta=2.0'),
+    (['run', '--k', '0'], 'k=0'),
+    (['run', '--queries', '0'], 'queries=0'),
     (['run', '--dataset', 'fashion_mnist', '--root', '/nonexistent'], '/nonexistent/FashionMNIST/raw'),
-    (['run', '--device', 'tpu'], 'device'),
+    (['run', '--device', 'tpu'], "device='tpu'"),
+    (['baseline', 'dpsgd', '--epsilon', '-2'], 'epsilon=-2'),
     (['fly'], 'invalid choice'),
 ])
-def test_bad_options_exit_2_with_a_message(args, says):
-    done = dpsd_nb(*args)
+def test_bad_options_exit_2_with_a_message(tmp_path, args, says):
+    done = dpsd_nb(*args, '--out', str(tmp_path/'out')) if args[0] != 'fly' else dpsd_nb(*args)
     assert done.returncode == 2, (done.returncode, done.stderr)
     assert says in done.stderr, done.stderr
     assert 'Traceback' not in done.stderr
+    assert not (tmp_path/'out'/'report.json').exists()
