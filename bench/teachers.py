@@ -49,7 +49,7 @@ def main():
     runs = [('digits', load_dataset('digits'), TeacherConfig(teachers=20, epochs=100))]
     if (Path(args.root)/'MNIST'/'raw').exists():
         mnist = load_dataset('mnist', root=args.root)
-        runs.append(('mnist', mnist, TeacherConfig(teachers=50, epochs=20, width=16, hidden=64)))
+        runs.append(('mnist', mnist, TeacherConfig(teachers=50, epochs=5, width=16, hidden=64)))
         if args.mnist250: runs.append(('mnist', mnist, TeacherConfig(teachers=250, epochs=20, width=16, hidden=64)))
     else: print(f"MNIST rows skipped: no {Path(args.root)/'MNIST'/'raw'}\n")
 
