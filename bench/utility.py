@@ -1,0 +1,71 @@
+"""Privacy/utility table: DPSD (label and data mode) at epsilon 1, 10 and infinity, DP-SGD at 1 and 10, and the teachers.
+
+Same student architecture, same data, same delta and seed for every row; epsilon is the one achieved.
+    python bench/utility.py                      # digits, CPU
+    python bench/utility.py --dataset mnist      # MNIST from ../shared/data (250 teachers); on a CPU pass --steps to shorten
+"""
+import argparse
+import json
+import math
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from dpsd_nb.data import load_dataset
+from dpsd_nb.models import resolve_device
+from dpsd_nb.teachers import TeacherConfig, get_teachers
+from dpsd_nb.distill import Distiller, DistillConfig, PrivacyConfig, accuracy
+from dpsd_nb.evaluate import train_dpsgd
+
+SETUPS = {  # per data set: teachers, DPSD query budgets per epsilon, DP-SGD epochs
+    'digits': dict(teachers=TeacherConfig(teachers=20, epochs=100), queries={1.: 100, 10.: 100, math.inf: 20000}, dpsgd_epochs=30),
+    'mnist': dict(teachers=TeacherConfig(teachers=250, epochs=20, width=16, hidden=64),
+                  queries={1.: 200, 10.: 2000, math.inf: 30000}, dpsgd_epochs=5),
+}
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--dataset', default='digits', choices=list(SETUPS))
+    p.add_argument('--root', default=str(Path(__file__).resolve().parents[2]/'shared'/'data'))
+    p.add_argument('--steps', type=int, default=300, help='DPSD loop iterations per row')
+    p.add_argument('--device', default=None)
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--json', default=None, help='also write the rows to this file')
+    args = p.parse_args()
+    device = resolve_device(args.device)
+    if args.dataset != 'digits' and not (Path(args.root)/'MNIST'/'raw').exists():
+        sys.exit(f"skipped: no MNIST under {args.root}")
+    setup, delta = SETUPS[args.dataset], 1e-5
+    print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, torch {torch.__version__}, device {device}, "
+          f"load average {os.getloadavg()[0]:.1f} at start")
+    print(f"command: python {' '.join(sys.argv)}   (delta {delta}, seed {args.seed}, {args.steps} DPSD steps)\n")
+    data = load_dataset(args.dataset, root=args.root)
+    teachers, rep = get_teachers(data, setup['teachers'], device, progress=False)
+    rows = [dict(method='teachers (no privacy)', mode='', accuracy=rep.plurality_accuracy, epsilon=math.inf, queries=0, seconds=0.)]
+    for mode in ('label', 'data'):
+        for eps, q in setup['queries'].items():
+            t0 = time.time()
+            cfg = DistillConfig(steps=args.steps, seed=args.seed, query_noise=0.8 if math.isinf(eps) else 0.3)
+            d = Distiller(data.info, teachers, PrivacyConfig(mode, epsilon=eps, delta=delta, queries=q), cfg, device=device).fit()
+            rows.append(dict(method='DPSD', mode=mode, accuracy=accuracy(d.student, data.test), epsilon=d.epsilon,
+                             queries=d.queries, seconds=time.time() - t0))
+            print(rows[-1], flush=True)
+    for eps in (1., 10.):
+        t0 = time.time()
+        student, achieved = train_dpsgd(data, eps, delta, setup['dpsgd_epochs'], seed=args.seed, device=device)
+        rows.append(dict(method='DP-SGD (Opacus)', mode='', accuracy=accuracy(student, data.test), epsilon=achieved,
+                         queries=0, seconds=time.time() - t0))
+    print(f"\n{'method':22} {'mode':6} {'accuracy':>8} {'epsilon':>8} {'queries':>8} {'seconds':>8}")
+    for r in rows:
+        print(f"{r['method']:22} {r['mode']:6} {r['accuracy']:8.4f} {r['epsilon']:8.3f} {r['queries']:8d} {r['seconds']:8.1f}")
+    print(f"\n{args.dataset}: {setup['teachers'].teachers} teachers on disjoint parts; privacy unit: one record, replace-one")
+    if args.json: Path(args.json).write_text(json.dumps(rows, indent=1, default=str))
+
+
+if __name__ == '__main__':
+    main()
