@@ -33,12 +33,15 @@ class TeacherConfig:
     width:int=32 # filters of the teacher CNN's first stage
     hidden:int=128 # units of its hidden linear layer
     seed:int=0 # seed of the partition, the initial weights and the batch order
+    schedule:str='constant' # learning rate: 'constant', or 'onecycle' (warm up to `lr`, then anneal to ~0)
 
     def __post_init__(self):
         for name in ('teachers', 'epochs', 'batch_size', 'width', 'hidden'):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1: raise ValueError(f"{name}={v!r}: must be an integer >= 1")
         if not self.lr > 0: raise ValueError(f"lr={self.lr!r}: the learning rate must be > 0")
+        if self.schedule not in ('constant', 'onecycle'):
+            raise ValueError(f"schedule={self.schedule!r}: choose 'constant' or 'onecycle'")
 
 # %% ../nbs/02_teachers.ipynb 9
 def _epoch_order(parts:list, g:torch.Generator) -> torch.Tensor:
@@ -58,6 +61,13 @@ def _batches(data:Data, cfg:TeacherConfig, device):
         order = _epoch_order(parts, g).to(device)
         for idx in order.split(cfg.batch_size, dim=1): yield epoch, idx
 
+def _scheduler(opt, data:Data, cfg:TeacherConfig):
+    "The learning-rate schedule of `cfg`, stepped once per batch."
+    if cfg.schedule == 'constant': return torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.)
+    n = max(len(p) for p in partition(data.train, cfg.teachers, cfg.seed))
+    steps = cfg.epochs * -(-n // cfg.batch_size)
+    return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps, pct_start=0.15)
+
 def _init_teachers(data:Data, cfg:TeacherConfig, device) -> TeacherCNN:
     torch.manual_seed(cfg.seed)
     return TeacherCNN(data.info, cfg.teachers, cfg.width, cfg.hidden).to(device)
@@ -72,9 +82,10 @@ def train_teachers_loop(data:Data, cfg:TeacherConfig, device=None) -> list[Teach
     x, y = (t.to(device) for t in data.train.tensors)
     batches = [idx for _, idx in _batches(data, cfg, device)]
     for j, (m, opt) in enumerate(zip(models, opts)):
+        sched = _scheduler(opt, data, cfg)
         for idx in batches:
             loss = F.cross_entropy(m(x[idx[j]])[0], y[idx[j]])
-            opt.zero_grad(); loss.backward(); opt.step()
+            opt.zero_grad(); loss.backward(); opt.step(); sched.step()
     return [m.eval() for m in models]
 
 # %% ../nbs/02_teachers.ipynb 13
@@ -83,13 +94,14 @@ def train_teachers(data:Data, cfg:TeacherConfig, device=None, progress:bool=True
     device = device or default_device()
     teachers = _init_teachers(data, cfg, device).train()
     opt = torch.optim.Adam(teachers.parameters(), lr=cfg.lr)
+    sched = _scheduler(opt, data, cfg)
     x, y = (t.to(device) for t in data.train.tensors)
     bar = tqdm(total=cfg.epochs, desc=f'{cfg.teachers} teacher(s)', disable=not progress, leave=False)
     last = 0
     for epoch, idx in _batches(data, cfg, device):
         logits = teachers(x[idx])  # (M, b, classes): teacher j sees batch idx[j]
         loss = F.cross_entropy(logits.flatten(0, 1), y[idx].flatten(), reduction='sum') / idx.shape[1]
-        opt.zero_grad(); loss.backward(); opt.step()
+        opt.zero_grad(); loss.backward(); opt.step(); sched.step()
         if epoch != last: bar.update(); last = epoch
         bar.set_postfix(loss=f'{loss.item() / cfg.teachers:.3f}', refresh=False)
     bar.update(); bar.close()
