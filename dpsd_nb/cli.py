@@ -47,6 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument('--queries', type=int, default=100, help='queries the noise is calibrated for (default 100)')
     run.add_argument('--steps', type=int, default=200, help='loop iterations (default 200)')
     run.add_argument('--batch', type=int, default=100, help='queries per iteration (default 100)')
+    run.add_argument('--query-noise', type=float, default=0.3, help='pixel noise on synthetic queries (default 0.3)')
     run.add_argument('--cache', default=None, help='folder of cached teachers (default: $DPSD_NB_CACHE or ~/.cache/dpsd_nb)')
     base = sub.add_parser('baseline', help='the same student without DPSD: dpsgd (Opacus on the private data) or nonprivate (DPSD without noise)')
     base.add_argument('method', choices=['dpsgd', 'nonprivate'])
@@ -79,7 +80,7 @@ def run_dpsd(args) -> dict:
     data = load_dataset(args.dataset, args.root, args.download)
     tcfg = TeacherConfig(teachers=args.teachers, epochs=args.teacher_epochs, seed=args.seed)
     privacy = PrivacyConfig(args.mode, args.mechanism, args.k, args.epsilon, args.delta, args.queries)
-    cfg = DistillConfig(steps=args.steps, query_batch=args.batch, seed=args.seed)
+    cfg = DistillConfig(steps=args.steps, query_batch=args.batch, query_noise=args.query_noise, seed=args.seed)
     mechanism = privacy.build(data.info.num_classes)  # fail on bad privacy settings before training anything
     teachers, _ = get_teachers(data, tcfg, device, args.cache, progress=not args.quiet)
     d = Distiller(data.info, teachers, privacy, cfg, [] if args.quiet else [ProgressCallback()], device).fit()
@@ -96,11 +97,11 @@ def run_dpsd(args) -> dict:
     return report
 
 def run_baseline(args) -> dict:
-    "DP-SGD on the private data, or DPSD without noise; same student, same report."
+    "DP-SGD on the private data, or DPSD without noise (with the query noise measured best then); same student, same report."
     if args.method == 'nonprivate':
         args = argparse.Namespace(**{**vars(args), 'epsilon': math.inf, 'mode': 'label', 'mechanism': 'gaussian',
                                      'teachers': 20, 'teacher_epochs': 100, 'k': None, 'queries': 20000,
-                                     'steps': 200, 'batch': 100, 'cache': None})
+                                     'steps': 200, 'batch': 100, 'query_noise': 0.8, 'cache': None})
         return run_dpsd(args) | {'method': 'nonprivate'}
     t0 = time.time()
     device = resolve_device(args.device)

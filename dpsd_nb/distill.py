@@ -145,9 +145,10 @@ class Distiller:
         self.mechanism = privacy.build(info.num_classes)
         self.oracle = TeacherOracle(teachers.to(self.device))
         self.accountant = Accountant(privacy.delta)
-        torch.manual_seed(cfg.seed)
-        self.student = student_cnn(info).to(self.device)
-        self.generator = Generator(info, cfg.latent, conditional=True).to(self.device)
+        with torch.random.fork_rng(devices=[]):  # seeded initial weights, the caller's random state untouched
+            torch.manual_seed(cfg.seed)
+            self.student = student_cnn(info).to(self.device)
+            self.generator = Generator(info, cfg.latent, conditional=True).to(self.device)
         self.opt_s = torch.optim.Adam(self.student.parameters(), lr=cfg.lr_student)
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=cfg.lr_generator, betas=(0.5, 0.999))
         self.rng = torch.Generator(self.device).manual_seed(cfg.seed)
