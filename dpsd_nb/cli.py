@@ -74,7 +74,7 @@ def write_report(report:dict, folder:str|Path) -> Path:
 def run_dpsd(args) -> dict:
     "Teachers, the DPSD loop, evaluation; write the run's files and return the report."
     import torch
-    from dpsd_nb.distill import save_atomic
+    from dpsd_nb.teachers import save_atomic
     t0 = time.time()
     device = resolve_device(args.device)
     data = load_dataset(args.dataset, args.root, args.download)

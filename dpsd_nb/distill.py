@@ -15,14 +15,14 @@ from tqdm.auto import tqdm
 
 from .data import DataInfo
 from .models import Generator, student_cnn, resolve_device
-from .teachers import teacher_logits
+from .teachers import teacher_logits, save_atomic
 from .mechanisms import Answer, GaussianLabels, GaussianData, RandomizedResponse
 from .accountant import Accountant, calibrate, privacy_unit
 
 # %% auto 0
 __all__ = ['MODES', 'PrivacyConfig', 'TeacherOracle', 'DistillConfig', 'Callback', 'soft_cross_entropy', 'mode_seeking',
-           'Distiller', 'fit', 'accuracy', 'ProgressCallback', 'History', 'state_dict', 'load_state_dict',
-           'save_atomic', 'Checkpoint', 'FlowGuard']
+           'Distiller', 'fit', 'accuracy', 'ProgressCallback', 'History', 'state_dict', 'load_state_dict', 'Checkpoint',
+           'FlowGuard']
 
 # %% ../nbs/05_distill.ipynb 5
 MODES = {('label', 'gaussian'): GaussianLabels, ('label', 'rr'): RandomizedResponse, ('data', 'gaussian'): GaussianData}
@@ -293,13 +293,6 @@ def load_state_dict(self:Distiller, state:dict):
     return self
 
 for f in (state_dict, load_state_dict): setattr(Distiller, f.__name__, f)
-
-def save_atomic(obj, path:str|Path):
-    "torch.save to a temporary name in the same folder, then rename."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f'.{path.name}.tmp{os.getpid()}')
-    try: torch.save(obj, tmp); os.replace(tmp, path)
-    finally: tmp.unlink(missing_ok=True)
 
 class Checkpoint(Callback):
     "Saves the run every `every` steps and at the end."

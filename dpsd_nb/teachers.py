@@ -20,7 +20,7 @@ from .models import TeacherCNN, member, default_device
 
 # %% auto 0
 __all__ = ['TEACHER_ARCHITECTURE', 'TeacherConfig', 'train_teachers_loop', 'train_teachers', 'teacher_logits', 'vote_counts',
-           'TeacherReport', 'evaluate_teachers', 'default_cache', 'cache_path', 'get_teachers']
+           'TeacherReport', 'evaluate_teachers', 'default_cache', 'save_atomic', 'cache_path', 'get_teachers']
 
 # %% ../nbs/02_teachers.ipynb 5
 @dataclass(frozen=True)
@@ -156,6 +156,13 @@ def _fingerprint(data:Data) -> str:
     for t in data.train.tensors: h.update(t.contiguous().numpy().tobytes())
     return h.hexdigest()[:16]
 
+def save_atomic(obj, path:str|Path):
+    "torch.save to a temporary name in the same folder, then rename: all of the file or none."
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f'.{path.name}.tmp{os.getpid()}')
+    try: torch.save(obj, tmp); os.replace(tmp, path)
+    finally: tmp.unlink(missing_ok=True)
+
 def cache_path(data:Data, cfg:TeacherConfig, cache:str|Path|None=None) -> Path:
     "The file the teachers of `cfg` on `data` are cached in."
     key = json.dumps({'data': data.info.name, 'fingerprint': _fingerprint(data), 'architecture': TEACHER_ARCHITECTURE,
@@ -175,9 +182,6 @@ def get_teachers(data:Data, cfg:TeacherConfig, device=None, cache:str|Path|None=
     t0 = time.time()
     teachers = train_teachers(data, cfg, device, progress)
     report = evaluate_teachers(teachers, data.test)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f'.tmp{os.getpid()}')
-    torch.save({'state': {k: v.cpu() for k, v in teachers.state_dict().items()}, 'config': asdict(cfg),
-                'report': asdict(report), 'seconds': time.time() - t0}, tmp)
-    os.replace(tmp, path)
+    save_atomic({'state': {k: v.cpu() for k, v in teachers.state_dict().items()}, 'config': asdict(cfg),
+                 'report': asdict(report), 'seconds': time.time() - t0}, path)
     return teachers, report
