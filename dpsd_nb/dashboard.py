@@ -80,7 +80,7 @@ def _png_uri(img:torch.Tensor, # (3, H, W) in [0, 1]
     "A PNG data URI of `img`, for plotly's `go.Image(source=...)`."
     img = img.repeat_interleave(scale, 1).repeat_interleave(scale, 2)
     arr = (img.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
-    buf = io.BytesIO(); Image.fromarray(arr).save(buf, format='PNG')
+    buf = io.BytesIO(); Image.fromarray(arr).save(buf, format='PNG', compress_level=1)
     return 'data:image/png;base64,' + base64.b64encode(buf.getvalue()).decode()
 
 def _by_label(x:torch.Tensor, # (N, C, H, W) images in [0, 1]
@@ -126,12 +126,13 @@ class Dashboard(Callback):
                  delta:float=1e-5, queries:int=100, query_batch:int=10, steps:int=100, seed:int=0,
                  eval_every:int=10, # steps between two accuracy evaluations
                  every:float=0.5, # at most one redraw per `every` seconds
+                 share:float=0.05, # and redraws take at most this share of the run's time (slower machines redraw less often)
                  teacher_epochs:int=100, # epochs of each teacher (`TeacherConfig.epochs`); teachers are cached
                  root=None, # folder of the torchvision data sets (see `load_dataset`)
                  device=None, # default: `default_device()` (a GPU when there is one)
                  static:bool=False, # plain plotly figures redrawn through `display` (no widgets needed)
                 ):
-        self.every, self.teacher_epochs, self.root, self.static = every, teacher_epochs, root, static
+        self.every, self.share, self.teacher_epochs, self.root, self.static = every, share, teacher_epochs, root, static
         self.device = resolve_device(device) if device is not None else default_device()
         self.controls = _controls(dataset, mode, mechanism, teachers, k, epsilon, delta, queries, query_batch, steps, seed, eval_every)
         self.figs = _figures(widget=not static)
@@ -144,7 +145,7 @@ class Dashboard(Callback):
         self._resume, self.thread, self.running, self._stopping = threading.Event(), None, False, False
         self._resume.set()
         self.d, self.mechanism, self.data, self._data_name = None, None, None, None
-        self.rows, self.acc, self.noise, self.grid_queries = [], [], None, None
+        self.rows, self.acc, self.noise, self.grid_queries, self._fresh, self.draws = [], [], None, None, False, 0
         self.status.value = f"<b>ready</b> | device: {self.device}"
         for name in PRIVACY_KNOBS: self.controls[name].observe(lambda change: self.update_privacy(), 'value')
         self.update_privacy()
@@ -183,13 +184,14 @@ for f in (_fail, _load, privacy, update_privacy): setattr(Dashboard, f.__name__,
 # %% ../nbs/07_dashboard.ipynb 27
 def before_fit(self:Dashboard, d):
     d.stop = d.stop or self._stopping  # Stop pressed while the teachers were loading
-    self.d, self.rows, self.acc, self.noise, self.grid_queries, self._drawn = d, [], [], None, None, 0.
+    self.d, self.rows, self.acc, self.noise, self.grid_queries, self._fresh = d, [], [], None, None, False
+    self._drawn, self._pause, self.draws = 0., self.every, 0
     with self.figs['epsilon'].batch_update():
         self.figs['epsilon'].data[1].x, self.figs['epsilon'].data[1].y = [0, d.cfg.steps], [d.privacy.epsilon] * 2
     self.draw()
 
 def after_query(self:Dashboard, d):
-    if self.noise is not None and time.monotonic() - self._drawn < self.every: return
+    if self.noise is not None and time.monotonic() - self._drawn < self._pause: return
     x = d.last[0]
     with torch.no_grad():
         training = d.student.training
@@ -204,12 +206,13 @@ def after_query(self:Dashboard, d):
         clean = project_simplex(probs[0, cand] + d.mechanism.eta * clean / self.teachers.members)
         noisy = shown.soft[0, cand]
     self.noise = ([d.info.classes[i] for i in cand.tolist()], clean.tolist(), noisy.tolist(), d.step + 1)
-    self.grid_queries = (d.info.denormalize(x).cpu(), d.answer.labels.cpu(), d.step + 1)
+    grid = _by_label(d.info.denormalize(x).cpu(), d.answer.labels.cpu(), d.info.num_classes)
+    self.grid_queries, self._fresh = (_png_uri(grid, _scale(d.info)), d.step + 1), True
 
 def after_step(self:Dashboard, d):
     self.rows.append((d.step, d.epsilon))
     if d.step % self.controls['eval_every'].value == 0: self.acc.append((d.step, accuracy(d.student, self.data.test)))
-    if time.monotonic() - self._drawn >= self.every: self.draw()
+    if time.monotonic() - self._drawn >= self._pause: self.draw()
     if not self._resume.is_set():
         self.draw(); self.status.value = self._status('paused')
         self._resume.wait()
@@ -223,6 +226,8 @@ def after_fit(self:Dashboard, d):
 for f in (before_fit, after_query, after_step, after_fit): setattr(Dashboard, f.__name__, f)
 
 # %% ../nbs/07_dashboard.ipynb 29
+def _scale(info): return max(1, 32 // info.shape[1])  # images drawn at least 32 pixels high
+
 _NOISE_AXIS = {'GaussianLabels': 'teacher votes', 'RandomizedResponse': 'plurality label (one-hot)', 'GaussianData': 'soft label'}
 
 def _status(self:Dashboard, state:str) -> str:
@@ -232,20 +237,18 @@ def _status(self:Dashboard, state:str) -> str:
 
 def draw(self:Dashboard):
     "Redraw the four figures from the recorded state (inside `batch_update`: one message per figure)."
-    d, f = self.d, self.figs
-    self._drawn = time.monotonic()
+    d, f, start = self.d, self.figs, time.monotonic()
     with f['epsilon'].batch_update():
         f['epsilon'].data[0].x, f['epsilon'].data[0].y = [r[0] for r in self.rows], [r[1] for r in self.rows]
     with f['accuracy'].batch_update():
         f['accuracy'].data[0].x, f['accuracy'].data[0].y = [a[0] for a in self.acc], [a[1] for a in self.acc]
     grid = sample_grid(d.generator, d.info, per_class=8, student=d.student, seed=0)
     with f['samples'].batch_update():
-        f['samples'].data[0].source = _png_uri(grid, scale=max(1, 32 // d.info.shape[1]))
-        if self.grid_queries is not None:
-            x, labels, step = self.grid_queries
-            f['samples'].data[1].source = _png_uri(_by_label(x, labels, d.info.num_classes), scale=max(1, 32 // d.info.shape[1]))
+        f['samples'].data[0].source = _png_uri(grid, _scale(d.info))
+        if self._fresh:
+            f['samples'].data[1].source, step = self.grid_queries
             f['samples'].layout.annotations[1].text = f'queries of step {step} by DP label'
-    if self.noise is not None:
+    if self._fresh:
         names, clean, noisy, step = self.noise
         with f['noise'].batch_update():
             f['noise'].data[0].x, f['noise'].data[0].y = names, clean
@@ -254,6 +257,9 @@ def draw(self:Dashboard):
             f['noise'].layout.title = f'what the noise does to one query (step {step})'
     self.status.value = self._status('running')
     if self.static: self._redisplay()
+    self._fresh = False
+    self._drawn, self.draws = time.monotonic(), self.draws + 1
+    self._pause = max(self.every, (self._drawn - start) / self.share)
 
 for f in (_status, draw): setattr(Dashboard, f.__name__, f)
 
@@ -309,7 +315,7 @@ def reset(self:Dashboard):
     "Stop any run, clear the figures and the errors, and show the privacy readout for the knobs."
     self.stop()
     if self.thread is not None: self.thread.join()
-    self.d, self.rows, self.acc, self.noise, self.grid_queries = None, [], [], None, None
+    self.d, self.rows, self.acc, self.noise, self.grid_queries, self._fresh = None, [], [], None, None, False
     for fig in self.figs.values():
         with fig.batch_update():
             for t in fig.data:
