@@ -144,7 +144,7 @@ class Dashboard(Callback):
         self.buttons['Pause'].disabled = self.buttons['Stop'].disabled = True
         self._resume, self.thread, self.running, self._stopping = threading.Event(), None, False, False
         self._resume.set()
-        self.d, self.mechanism, self.data, self._data_name = None, None, None, None
+        self.d, self.mechanism, self.data, self._data_name, self.data_error = None, None, None, None, None
         self.rows, self.acc, self.noise, self.grid_queries, self._fresh, self.draws = [], [], None, None, False, 0
         self.status.value = f"<b>ready</b> | device: {self.device}"
         for name in PRIVACY_KNOBS: self.controls[name].observe(lambda change: self.update_privacy(), 'value')
@@ -160,9 +160,10 @@ def _load(self:Dashboard):
     "The chosen data set (cached), or None after showing why it cannot be loaded."
     name = self.controls['dataset'].value
     if self._data_name != name:
-        self.data, self._data_name = None, name
+        self.data, self._data_name, self.data_error = None, name, None
         try: self.data = load_dataset(name, root=self.root)
-        except (FileNotFoundError, ValueError, RuntimeError, OSError) as e: self._fail(f"data set {name!r}: {e}")
+        except (FileNotFoundError, ValueError, RuntimeError, OSError) as e: self.data_error = f"data set {name!r}: {e}"
+    if self.data is None: self._fail(self.data_error)
     return self.data
 
 def privacy(self:Dashboard) -> PrivacyConfig:
@@ -266,7 +267,7 @@ for f in (_status, draw): setattr(Dashboard, f.__name__, f)
 # %% ../nbs/07_dashboard.ipynb 31
 def make_distiller(self:Dashboard) -> Distiller:
     "A `Distiller` for the current knobs with this dashboard attached (raises on bad knobs)."
-    if self._load() is None: raise ValueError(self.error.value)
+    if self._load() is None: raise ValueError(self.data_error)
     c = {n: w.value for n, w in self.controls.items()}
     privacy = self.privacy()
     privacy.build(self.data.info.num_classes)  # fail before training teachers
@@ -294,7 +295,9 @@ def _set_running(self:Dashboard, running:bool):
 def run(self:Dashboard, block:bool=False):
     "Start a run from the knobs: in a background thread, or in this one with `block=True`."
     if self.running: return
-    self.error.value, self.d, self._stopping = '', None, False
+    self.update_privacy()
+    if self.mechanism is None: return  # the knobs are wrong: the error box says why
+    self.d, self._stopping = None, False
     self._resume.set(); self._set_running(True)
     if block: return self._work()
     self.thread = threading.Thread(target=self._work, name='dpsd-dashboard', daemon=True)
