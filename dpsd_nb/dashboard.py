@@ -189,10 +189,14 @@ def before_fit(self:Dashboard, d):
     self._drawn, self._pause, self.draws = 0., self.every, 0
     with self.figs['epsilon'].batch_update():
         self.figs['epsilon'].data[1].x, self.figs['epsilon'].data[1].y = [0, d.cfg.steps], [d.privacy.epsilon] * 2
+    with self.figs['samples'].batch_update():  # one tick per row, named by its class
+        for axis, frame in (('yaxis', 2), ('yaxis2', 0)):
+            cell = (d.info.shape[1] + frame + 1) * _scale(d.info)
+            self.figs['samples'].layout[axis].update(tickvals=[_scale(d.info) + cell * (r + 0.5) for r in range(d.info.num_classes)],
+                                                      ticktext=list(d.info.classes))
     self.draw()
 
 def after_query(self:Dashboard, d):
-    if self.noise is not None and time.monotonic() - self._drawn < self._pause: return
     x = d.last[0]
     with torch.no_grad():
         training = d.student.training
