@@ -3,7 +3,8 @@
 Same knobs, same seed, digits; the dashboard is headless (no browser) but updates its figures
 exactly as in a live kernel (throttled redraws, accuracy every `eval_every` steps). Runs are
 interleaved (without, with, without, ...) so that a change of machine load hits both; the
-medians are compared.
+medians are compared, in wall-clock seconds and in the process's CPU seconds (with one torch
+thread, CPU time is what the run costs, and other jobs on a shared machine disturb it less).
     python bench/dashboard.py                  # 60 steps, 5 repetitions each
     python bench/dashboard.py --steps 100 --reps 3 --every 0.5
 """
@@ -36,18 +37,21 @@ def main():
     print(f"command: python {' '.join(sys.argv)}")
     print(f"run: digits, {dash.controls['teachers'].value} teachers, {watched.privacy}, {args.steps} steps, "
           f"query batch {watched.cfg.query_batch}, accuracy every {dash.controls['eval_every'].value} steps, redraw every {args.every} s\n")
-    times = {'without': [], 'with': []}
+    wall, cpu = {'without': [], 'with': []}, {'without': [], 'with': []}
     for rep in range(args.reps):
         for kind in ('without', 'with'):
             d = dash.make_distiller() if kind == 'with' else Distiller(watched.info, dash.teachers, watched.privacy, watched.cfg, device=dash.device)
-            t0 = time.perf_counter(); d.fit(); times[kind].append(time.perf_counter() - t0)
-            print(f"rep {rep} {kind:7} {times[kind][-1]:6.2f} s", flush=True)
-    without, with_ = statistics.median(times['without']), statistics.median(times['with'])
-    head = f"{'machine':28} {'command':36} {'s without':>9} {'s with':>7} {'ratio':>6}"
+            t0, c0 = time.perf_counter(), time.process_time()
+            d.fit()
+            wall[kind].append(time.perf_counter() - t0); cpu[kind].append(time.process_time() - c0)
+            print(f"rep {rep} {kind:7} {wall[kind][-1]:6.2f} s wall {cpu[kind][-1]:6.2f} s CPU", flush=True)
+    machine, command = f"{platform.machine()} {os.cpu_count()} CPUs {dash.device}", 'python ' + ' '.join(sys.argv)
+    head = f"{'machine':22} {'command':44} {'clock':5} {'s without':>9} {'s with':>7} {'ratio':>6}"
     print('\n' + head); print('-' * len(head))
-    print(f"{platform.machine() + ' ' + str(os.cpu_count()) + ' CPUs ' + str(dash.device):28} "
-          f"{'python ' + ' '.join(sys.argv):36} {without:9.2f} {with_:7.2f} {with_ / without:6.3f}")
-    print(f"(medians of {args.reps}; redraws in the last watched run: {dash.draws})")
+    for name, t in (('wall', wall), ('CPU', cpu)):
+        without, with_ = statistics.median(t['without']), statistics.median(t['with'])
+        print(f"{machine:22} {command:44} {name:5} {without:9.2f} {with_:7.2f} {with_ / without:6.3f}")
+    print(f"(medians of {args.reps}; redraws in the last watched run: {dash.draws}, accuracy evaluations: {len(dash.acc)})")
 
 
 if __name__ == '__main__':

@@ -12,6 +12,9 @@ import time
 import traceback
 from html import escape
 
+from IPython.display import HTML, display
+from fastcore.basics import patch
+
 import torch
 import torch.nn.functional as F
 import ipywidgets as W
@@ -29,9 +32,7 @@ from .evaluate import sample_grid
 from .distill import Callback, Distiller, DistillConfig, PrivacyConfig, accuracy
 
 # %% auto 0
-__all__ = ['PRIVACY_KNOBS', 'privacy_summary', 'Dashboard', 'privacy', 'update_privacy', 'before_fit', 'after_query',
-           'after_step', 'after_fit', 'draw', 'make_distiller', 'run', 'toggle_pause', 'stop', 'reset', 'widget',
-           'setup_colab']
+__all__ = ['PRIVACY_KNOBS', 'privacy_summary', 'Dashboard', 'setup_colab']
 
 # %% ../nbs/07_dashboard.ipynb 5
 def _controls(dataset='digits', mode='label', mechanism='gaussian', teachers=20, k=10, epsilon=10., delta=1e-5,
@@ -146,16 +147,19 @@ class Dashboard(Callback):
         self._resume.set()
         self.d, self.mechanism, self.data, self._data_name, self.data_error = None, None, None, None, None
         self.rows, self.acc, self.noise, self.grid_queries, self._fresh, self.draws = [], [], None, None, False, 0
+        self._handles = {}  # static mode: what `display` showed, to update in place
         self.status.value = f"<b>ready</b> | device: {self.device}"
         for name in PRIVACY_KNOBS: self.controls[name].observe(lambda change: self.update_privacy(), 'value')
         self.update_privacy()
 
 # %% ../nbs/07_dashboard.ipynb 20
+@patch
 def _fail(self:Dashboard, msg:str, detail:str=''):
     "Show an error in the dashboard."
     more = f"<details><summary>details</summary><pre>{escape(detail)}</pre></details>" if detail else ''
     self.error.value = f"<div style='color:#b00020'><b>Error:</b> {escape(msg)}{more}</div>"
 
+@patch
 def _load(self:Dashboard):
     "The chosen data set (cached), or None after showing why it cannot be loaded."
     name = self.controls['dataset'].value
@@ -166,12 +170,14 @@ def _load(self:Dashboard):
     if self.data is None: self._fail(self.data_error)
     return self.data
 
+@patch
 def privacy(self:Dashboard) -> PrivacyConfig:
     "The `PrivacyConfig` the knobs describe (raises `ValueError` on a bad combination)."
     c = {n: w.value for n, w in self.controls.items()}
     return PrivacyConfig(mode=c['mode'], mechanism=c['mechanism'], k=c['k'], epsilon=float(c['epsilon']),
                          delta=float(c['delta']), queries=c['queries'])
 
+@patch
 def update_privacy(self:Dashboard):
     "Recalibrate and show the mechanism for the current knobs, or the error that prevents it."
     self.error.value, self.mechanism = '', None
@@ -180,9 +186,8 @@ def update_privacy(self:Dashboard):
     except ValueError as e: self._fail(str(e)); self.privacy_html.value = ''; return
     self.privacy_html.value = html
 
-for f in (_fail, _load, privacy, update_privacy): setattr(Dashboard, f.__name__, f)
-
 # %% ../nbs/07_dashboard.ipynb 27
+@patch
 def before_fit(self:Dashboard, d):
     d.stop = d.stop or self._stopping  # Stop pressed while the teachers were loading
     self.d, self.rows, self.acc, self.noise, self.grid_queries, self._fresh = d, [], [], None, None, False
@@ -196,6 +201,7 @@ def before_fit(self:Dashboard, d):
                                                       ticktext=list(d.info.classes))
     self.draw()
 
+@patch
 def after_query(self:Dashboard, d):
     x = d.last[0]
     with torch.no_grad():
@@ -214,6 +220,7 @@ def after_query(self:Dashboard, d):
     grid = _by_label(d.info.denormalize(x).cpu(), d.answer.labels.cpu(), d.info.num_classes)
     self.grid_queries, self._fresh = (_png_uri(grid, _scale(d.info)), d.step + 1), True
 
+@patch
 def after_step(self:Dashboard, d):
     self.rows.append((d.step, d.epsilon))
     if d.step % self.controls['eval_every'].value == 0: self.acc.append((d.step, accuracy(d.student, self.data.test)))
@@ -222,24 +229,25 @@ def after_step(self:Dashboard, d):
         self.draw(); self.status.value = self._status('paused')
         self._resume.wait()
 
+@patch
 def after_fit(self:Dashboard, d):
     last = (d.step, accuracy(d.student, self.data.test))
     if self.acc and self.acc[-1][0] == d.step: self.acc[-1] = last
     else: self.acc.append(last)
     self.draw()
 
-for f in (before_fit, after_query, after_step, after_fit): setattr(Dashboard, f.__name__, f)
-
 # %% ../nbs/07_dashboard.ipynb 29
 def _scale(info): return max(1, 32 // info.shape[1])  # images drawn at least 32 pixels high
 
 _NOISE_AXIS = {'GaussianLabels': 'teacher votes', 'RandomizedResponse': 'plurality label (one-hot)', 'GaussianData': 'soft label'}
 
+@patch
 def _status(self:Dashboard, state:str) -> str:
     d = self.d
     run = f" | step {d.step}/{d.cfg.steps} | epsilon spent {d.epsilon:.3g} | queries {d.queries}" if d is not None else ''
     return f"<b>{state}</b> | device: {self.device}{run}"
 
+@patch
 def draw(self:Dashboard):
     "Redraw the four figures from the recorded state (inside `batch_update`: one message per figure)."
     d, f, start = self.d, self.figs, time.monotonic()
@@ -266,9 +274,8 @@ def draw(self:Dashboard):
     self._drawn, self.draws = time.monotonic(), self.draws + 1
     self._pause = max(self.every, (self._drawn - start) / self.share)
 
-for f in (_status, draw): setattr(Dashboard, f.__name__, f)
-
 # %% ../nbs/07_dashboard.ipynb 31
+@patch
 def make_distiller(self:Dashboard) -> Distiller:
     "A `Distiller` for the current knobs with this dashboard attached (raises on bad knobs)."
     if self._load() is None: raise ValueError(self.data_error)
@@ -281,6 +288,7 @@ def make_distiller(self:Dashboard) -> Distiller:
                                               self.device, progress=False)
     return Distiller(self.data.info, self.teachers, privacy, cfg, [self], self.device)
 
+@patch
 def _work(self:Dashboard):
     state = 'failed'
     try: state = 'stopped' if self.make_distiller().fit().stop else 'done'
@@ -288,7 +296,9 @@ def _work(self:Dashboard):
     finally:
         self._set_running(False)
         self.status.value = self._status(state)
+        if self.static: self._redisplay()
 
+@patch
 def _set_running(self:Dashboard, running:bool):
     self.running = running
     for w in self.controls.values(): w.disabled = running
@@ -296,6 +306,7 @@ def _set_running(self:Dashboard, running:bool):
     self.buttons['Pause'].disabled = self.buttons['Stop'].disabled = not running
     self.buttons['Pause'].description = 'Pause'
 
+@patch
 def run(self:Dashboard, block:bool=False):
     "Start a run from the knobs: in a background thread, or in this one with `block=True`."
     if self.running: return
@@ -303,21 +314,24 @@ def run(self:Dashboard, block:bool=False):
     if self.mechanism is None: return  # the knobs are wrong: the error box says why
     self.d, self._stopping = None, False
     self._resume.set(); self._set_running(True)
-    if block: return self._work()
+    if block or self.static: return self._work()
     self.thread = threading.Thread(target=self._work, name='dpsd-dashboard', daemon=True)
     self.thread.start()
 
+@patch
 def toggle_pause(self:Dashboard):
     "Pause at the next step boundary, or resume."
     if self._resume.is_set(): self._resume.clear(); self.buttons['Pause'].description = 'Resume'
     else: self._resume.set(); self.buttons['Pause'].description = 'Pause'
 
+@patch
 def stop(self:Dashboard):
     "End the run cleanly at the next step boundary (`distiller.stop = True`)."
     self._stopping = True
     if self.d is not None: self.d.stop = True
     self._resume.set()
 
+@patch
 def reset(self:Dashboard):
     "Stop any run, clear the figures and the errors, and show the privacy readout for the knobs."
     self.stop()
@@ -332,9 +346,8 @@ def reset(self:Dashboard):
     self.update_privacy()
     self.status.value = self._status('ready')
 
-for f in (make_distiller, _work, _set_running, run, toggle_pause, stop, reset): setattr(Dashboard, f.__name__, f)
-
 # %% ../nbs/07_dashboard.ipynb 33
+@patch
 def widget(self:Dashboard) -> W.Widget:
     "The whole dashboard as one widget."
     c, b = self.controls, self.buttons
@@ -344,16 +357,22 @@ def widget(self:Dashboard) -> W.Widget:
     figs = W.GridBox(list(self.figs.values()), layout=W.Layout(grid_template_columns='repeat(2, auto)'))
     return W.VBox([knobs, self.privacy_html, W.HBox(list(b.values())), self.status, self.error, figs])
 
+@patch
+def _text(self:Dashboard) -> HTML:
+    "The privacy readout, the status line and any error, as static HTML."
+    return HTML('<br>'.join(w.value for w in (self.privacy_html, self.status, self.error) if w.value))
+
+@patch
 def _redisplay(self:Dashboard):
-    for name, h in getattr(self, '_handles', {}).items(): h.update(self.figs[name])
+    "Static mode: replace what the dashboard displayed with its current state."
+    for name, h in self._handles.items(): h.update(self._text() if name == 'text' else self.figs[name])
 
+@patch
 def _ipython_display_(self:Dashboard):
-    from IPython.display import display, HTML
     if not self.static: return display(self.widget())
-    display(HTML(self.privacy_html.value + '<br>' + self.status.value + self.error.value))
-    self._handles = {n: display(f, display_id=True) for n, f in self.figs.items()}
+    self._handles = {n: display(f, display_id=True) for n, f in {'text': self._text(), **self.figs}.items()}
 
-for f in (widget, _redisplay, _ipython_display_): setattr(Dashboard, f.__name__, f)
+
 
 # %% ../nbs/07_dashboard.ipynb 35
 def setup_colab() -> bool:
