@@ -43,7 +43,7 @@ def _controls(dataset='digits', mode='label', mechanism='gaussian', teachers=20,
         'dataset': W.Dropdown(options=DATASETS, value=dataset, description='data set', **s),
         'mode': W.Dropdown(options=('label', 'data'), value=mode, description='mode', **s),
         'mechanism': W.Dropdown(options=('gaussian', 'rr'), value=mechanism, description='mechanism', **s),
-        'teachers': W.IntSlider(value=teachers, min=2, max=100, description='teachers M', **s),
+        'teachers': W.IntSlider(value=teachers, min=1, max=100, description='teachers M', **s),
         'k': W.BoundedIntText(value=k, min=1, max=1000, description='k (top-k)', **s),
         'epsilon': W.FloatLogSlider(value=epsilon, base=10, min=-1, max=2, step=0.05, description='target epsilon', readout_format='.3g', **s),
         'delta': W.FloatLogSlider(value=delta, base=10, min=-8, max=-3, step=1, description='delta', readout_format='.0e', **s),
@@ -123,6 +123,7 @@ class Dashboard(Callback):
     "Widgets, a privacy readout and four live figures around one DPSD run (a `Callback` of `Distiller`)."
     order = 5
     def __init__(self, dataset:str='digits', # one of `DATASETS`
+                 # the knobs' first values (see `PrivacyConfig`, `DistillConfig`; `teachers` is M):
                  mode:str='label', mechanism:str='gaussian', teachers:int=20, k:int=10, epsilon:float=10.,
                  delta:float=1e-5, queries:int=100, query_batch:int=10, steps:int=100, seed:int=0,
                  eval_every:int=10, # steps between two accuracy evaluations
