@@ -19,7 +19,8 @@ from dpsd_nb.data import load_dataset
 from dpsd_nb.models import resolve_device
 from dpsd_nb.teachers import TeacherConfig, get_teachers
 from dpsd_nb.distill import Distiller, DistillConfig, PrivacyConfig, accuracy
-from dpsd_nb.evaluate import train_dpsgd
+from dpsd_nb.evaluate import train_dpsgd, sample_grid, save_image_atomic
+from dpsd_nb.accountant import privacy_unit
 
 SETUPS = {  # per data set: teachers, DPSD query budgets per epsilon, DP-SGD epochs
     'digits': dict(teachers=TeacherConfig(teachers=20, epochs=100), queries={1.: 100, 10.: 100, math.inf: 20000}, dpsgd_epochs=30),
@@ -35,36 +36,46 @@ def main():
     p.add_argument('--steps', type=int, default=300, help='DPSD loop iterations per row')
     p.add_argument('--device', default=None)
     p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--json', default=None, help='also write the rows to this file')
+    p.add_argument('--out', default=str(Path(__file__).resolve().parent/'results'),
+                   help='folder for utility-<dataset>.json and the per-row sample grids')
     args = p.parse_args()
     device = resolve_device(args.device)
     if args.dataset != 'digits' and not (Path(args.root)/'MNIST'/'raw').exists():
         sys.exit(f"skipped: no MNIST under {args.root}")
     setup, delta = SETUPS[args.dataset], 1e-5
-    print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, torch {torch.__version__}, device {device}, "
-          f"load average {os.getloadavg()[0]:.1f} at start")
-    print(f"command: python {' '.join(sys.argv)}   (delta {delta}, seed {args.seed}, {args.steps} DPSD steps)\n")
+    machine = (f"{platform.platform()}, {os.cpu_count()} CPUs, torch {torch.__version__}, device {device}, "
+               f"load average {os.getloadavg()[0]:.1f} at start")
+    command = f"python {' '.join(sys.argv)}"
+    print(f"machine: {machine}\ncommand: {command}   (delta {delta}, seed {args.seed}, {args.steps} DPSD steps)\n")
     data = load_dataset(args.dataset, root=args.root)
     teachers, rep = get_teachers(data, setup['teachers'], device, progress=False)
-    rows = [dict(method='teachers (no privacy)', mode='', accuracy=rep.plurality_accuracy, epsilon=math.inf, queries=0, seconds=0.)]
+    out = Path(args.out); out.mkdir(parents=True, exist_ok=True)
+    rows = [dict(method='teachers (no privacy)', mode='', accuracy=rep.plurality_accuracy, epsilon=math.inf, queries=0, seconds=0., samples=None)]
     for mode in ('label', 'data'):
         for eps, q in setup['queries'].items():
             t0 = time.time()
             cfg = DistillConfig(steps=args.steps, seed=args.seed, query_noise=0.8 if math.isinf(eps) else 0.3)
             d = Distiller(data.info, teachers, PrivacyConfig(mode, epsilon=eps, delta=delta, queries=q), cfg, device=device).fit()
+            png = f"samples-{args.dataset}-{mode}-eps{eps:g}.png"
+            save_image_atomic(sample_grid(d.generator, data.info, student=d.student, seed=args.seed), out/png)
             rows.append(dict(method='DPSD', mode=mode, accuracy=accuracy(d.student, data.test), epsilon=d.epsilon,
-                             queries=d.queries, seconds=time.time() - t0))
+                             queries=d.queries, seconds=time.time() - t0, samples=png))
             print(rows[-1], flush=True)
     for eps in (1., 10.):
         t0 = time.time()
         student, achieved = train_dpsgd(data, eps, delta, setup['dpsgd_epochs'], seed=args.seed, device=device)
         rows.append(dict(method='DP-SGD (Opacus)', mode='', accuracy=accuracy(student, data.test), epsilon=achieved,
-                         queries=0, seconds=time.time() - t0))
+                         queries=0, seconds=time.time() - t0, samples=None))
     print(f"\n{'method':22} {'mode':6} {'accuracy':>8} {'epsilon':>8} {'queries':>8} {'seconds':>8}")
     for r in rows:
         print(f"{r['method']:22} {r['mode']:6} {r['accuracy']:8.4f} {r['epsilon']:8.3f} {r['queries']:8d} {r['seconds']:8.1f}")
-    print(f"\n{args.dataset}: {setup['teachers'].teachers} teachers on disjoint parts; privacy unit: one record, replace-one")
-    if args.json: Path(args.json).write_text(json.dumps(rows, indent=1, default=str))
+    unit = privacy_unit(setup['teachers'].teachers)
+    print(f"\n{args.dataset}: {setup['teachers'].teachers} teachers on disjoint parts; privacy unit: {unit}")
+    report = dict(dataset=args.dataset, machine=machine, command=command, delta=delta, seed=args.seed,
+                  teachers=setup['teachers'].teachers, privacy_unit=unit, steps=args.steps,
+                  rows=[{**r, 'epsilon': 'inf' if math.isinf(r['epsilon']) else r['epsilon']} for r in rows])
+    tmp = out/f'.utility-{args.dataset}.json.tmp'
+    tmp.write_text(json.dumps(report, indent=1)); os.replace(tmp, out/f'utility-{args.dataset}.json')
 
 
 if __name__ == '__main__':
