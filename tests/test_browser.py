@@ -1,5 +1,6 @@
 "The dashboard in a real browser: JupyterLab, a kernel, Chromium driven by Playwright."
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -109,7 +110,8 @@ def _drive(page, base, token):
     page.wait_for_function("t => [...document.querySelectorAll('.widget-html-content')].some("
                            "e => e.innerText.includes('sigma =') && e.innerText !== t)", arg=sigma_before, timeout=30_000)
     sigma_after = readout.inner_text()
-    assert sigma_after != sigma_before
+    sigma = lambda text: float(re.search(r'sigma = ([0-9.e+-]+)', text).group(1))
+    assert sigma(sigma_after) > sigma(sigma_before), (sigma_before, sigma_after)  # a smaller epsilon needs more noise
 
     eps_plot, samples = _plot(page, 'privacy spent'), _plot(page, 'samples')
     eps_before = eps_plot.locator('svg.main-svg').first.inner_html()
