@@ -212,12 +212,13 @@ def after_query(self:Dashboard, d):
         ex = explain(d.mechanism, teacher_logits(self.teachers, x[:1]), probs, torch.Generator(d.device).manual_seed(0))
     cand, clean = ex.answer.candidates[0], ex.clean[0]
     # the released answer; a fresh draw of the same mechanism if a near tie changed the candidates' order
-    shown = d.answer if torch.equal(cand, d.answer.candidates[0]) else ex.answer
+    released = torch.equal(cand, d.answer.candidates[0])
+    shown = d.answer if released else ex.answer
     noisy = shown.noisy[0]
     if isinstance(d.mechanism, GaussianData):  # the soft label before and after the noise
         clean = project_simplex(probs[0, cand] + d.mechanism.eta * clean / self.teachers.members)
         noisy = shown.soft[0, cand]
-    self.noise = ([d.info.classes[i] for i in cand.tolist()], clean.tolist(), noisy.tolist(), d.step + 1)
+    self.noise = ([d.info.classes[i] for i in cand.tolist()], clean.tolist(), noisy.tolist(), d.step + 1, released)
     grid = _by_label(d.info.denormalize(x).cpu(), d.answer.labels.cpu(), d.info.num_classes)
     self.grid_queries, self._fresh = (_png_uri(grid, _scale(d.info)), d.step + 1), True
 
@@ -263,10 +264,11 @@ def draw(self:Dashboard):
             f['samples'].data[1].source, step = self.grid_queries
             f['samples'].layout.annotations[1].text = f'queries of step {step} by DP label'
     if self._fresh:
-        names, clean, noisy, step = self.noise
+        names, clean, noisy, step, released = self.noise
         with f['noise'].batch_update():
             f['noise'].data[0].x, f['noise'].data[0].y = names, clean
             f['noise'].data[1].x, f['noise'].data[1].y = names, noisy
+            f['noise'].data[1].name = 'released (noisy, DP)' if released else 'a fresh noisy draw (DP), not the released one'
             f['noise'].layout.yaxis.title = _NOISE_AXIS[type(d.mechanism).__name__]
             f['noise'].layout.title = f'what the noise does to one query (step {step})'
     self.status.value = self._status('running')
