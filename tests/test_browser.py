@@ -24,7 +24,7 @@ NOTES = Path('/work/notes')
 CELLS = ["import torch; torch.set_num_threads(1)",
          "from dpsd_nb.dashboard import Dashboard, setup_colab\n"
          "setup_colab()\n"
-         "dash = Dashboard(teachers=10, teacher_epochs=20, steps=15, query_batch=20, eval_every=3, every=0.2)\n"
+         "dash = Dashboard(teachers=10, teacher_epochs=20, steps=60, query_batch=20, eval_every=3, every=0.2)\n"
          "dash"]
 
 
@@ -118,6 +118,13 @@ def _drive(page, base, token):
     images_before = [i.get_attribute('href') for i in samples.locator('image').all()]
 
     page.locator('button', has_text='Run').click()
+    # mid-run: the status line counts steps while the plots fill; the screenshot shows that moment
+    page.wait_for_function("() => [...document.querySelectorAll('.widget-html-content')].some(e => {"
+                           " const m = e.innerText.match(/running .*step (\\d+)\\//); return m && +m[1] >= 10; })", timeout=300_000)
+    page.wait_for_timeout(500)
+    ARTIFACT.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACT), full_page=True)
+    if NOTES.is_dir(): shutil.copy(ARTIFACT, NOTES/'dashboard.png')
     page.locator('.widget-html-content', has_text='done').wait_for(timeout=300_000)
     page.wait_for_timeout(1000)  # the final redraw reaches the browser
 
@@ -128,6 +135,4 @@ def _drive(page, base, token):
     images_after = [i.get_attribute('href') for i in samples.locator('image').all()]
     assert len(images_after) == 2 and all(h and h.startswith('data:image/png') for h in images_after), images_after
     assert images_after != images_before
-    ARTIFACT.parent.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACT), full_page=True)
-    if NOTES.is_dir(): shutil.copy(ARTIFACT, NOTES/'dashboard.png')
+    page.screenshot(path=str(ARTIFACT.with_name('dashboard-done.png')), full_page=True)
