@@ -34,7 +34,9 @@ def test_default_run_writes_a_complete_report(tmp_path):
 def test_interrupted_run_leaves_no_report(tmp_path):
     out = tmp_path/'run'
     proc = subprocess.Popen([sys.executable, '-m', 'dpsd_nb.cli', 'run', '--quiet', '--steps', '100000', '--out', str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            # a shell that runs the suite in the background ignores SIGINT, and children inherit that
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     time.sleep(20)
     proc.send_signal(signal.SIGINT)
     proc.wait(timeout=60)
