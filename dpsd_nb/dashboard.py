@@ -27,7 +27,7 @@ from .data import DATASETS, load_dataset
 from .models import default_device, resolve_device
 from .teachers import TeacherConfig, get_teachers, teacher_logits
 from .mechanisms import RandomizedResponse, GaussianData, explain, project_simplex
-from .accountant import epsilon_gaussian, privacy_unit
+from .accountant import Accountant, epsilon_gaussian, privacy_unit
 from .evaluate import sample_grid
 from .distill import Callback, Distiller, DistillConfig, PrivacyConfig, accuracy
 
@@ -69,8 +69,10 @@ def privacy_summary(privacy:PrivacyConfig, # the privacy knobs
         what = 'vote count' if privacy.mode == 'label' else 'summed soft-label correction'
         noise = f"sigma = <b>{mech.sigma:.4g}</b> on each {what} (sensitivity {mech.sensitivity:.3g})"
         one = epsilon_gaussian(mech.sigma, mech.sensitivity, 1, privacy.delta) if mech.sigma > 0 else math.inf
+    # the total as the accountant composes this mechanism over all queries, not the target echoed back
+    total = math.inf if math.isinf(privacy.epsilon) else Accountant(privacy.delta).epsilon_if(mech.events(privacy.queries))
     html = (f"{noise}<br>one answer alone: epsilon = <b>{one:.3g}</b>; all {privacy.queries} answers: "
-            f"epsilon = <b>{privacy.epsilon:.3g}</b> at delta = {privacy.delta:.0e}"
+            f"epsilon = <b>{total:.3g}</b> at delta = {privacy.delta:.0e}"
             f"<br><small>{escape(privacy_unit(teachers))}</small>")
     return mech, html
 
