@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
 from .data import DataInfo
@@ -94,6 +95,7 @@ class DistillConfig:
     recent:float=0.5 # share of each student batch drawn from the latest answers
     diversity:float=1.0 # weight of the generator's mode-seeking (diversity) loss
     final_steps:int=100 # free student updates on batches of released answers after the last step
+    ema:float=0. # > 0: release an exponential moving average of the student's weights, this decay per iteration
     seed:int=0
 
     def __post_init__(self):
@@ -105,6 +107,7 @@ class DistillConfig:
         for name in ('query_noise', 'diversity'):
             if not getattr(self, name) >= 0: raise ValueError(f"{name}={getattr(self, name)!r}: must be >= 0")
         if not 0 <= self.recent <= 1: raise ValueError(f"recent={self.recent!r}: a share between 0 and 1")
+        if not 0 <= self.ema < 1: raise ValueError(f"ema={self.ema!r}: a decay in [0, 1) (0 turns the average off)")
         if not (isinstance(self.final_steps, int) and self.final_steps >= 0):
             raise ValueError(f"final_steps={self.final_steps!r}: must be an integer >= 0")
 
@@ -149,6 +152,7 @@ class Distiller:
             torch.manual_seed(cfg.seed)
             self.student = student_cnn(info).to(self.device)
             self.generator = Generator(info, cfg.latent, conditional=True).to(self.device)
+        self.ema = AveragedModel(self.student, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema)) if cfg.ema else None
         self.opt_s = torch.optim.Adam(self.student.parameters(), lr=cfg.lr_student)
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=cfg.lr_generator, betas=(0.5, 0.999))
         self.rng = torch.Generator(self.device).manual_seed(cfg.seed)
@@ -225,9 +229,10 @@ def _final_steps(self:Distiller):
     for _ in range(self.cfg.final_steps):
         idx = torch.randint(len(X), (min(self.cfg.student_batch, len(X)),), generator=self.rng, device=self.device)
         self._train_student(X[idx], Y[idx])
+        if self.ema is not None: self.ema.update_parameters(self.student)
 
 def fit(self:Distiller):
-    "Run the loop for `cfg.steps` iterations (or until a callback stops it)."
+    "Run the loop for `cfg.steps` iterations (or until a callback stops it); with `cfg.ema`, the student ends as the average."
     self._cb('before_fit')
     while self.step < self.cfg.steps and not self.stop:
         if self._query() is not None: self._cb('after_query')
@@ -235,9 +240,12 @@ def fit(self:Distiller):
             s = self._student_phase()
             fit_, diverse = self._generator_phase()
             self.losses = {'student': s, 'generator_fit': fit_, 'generator_diversity': diverse}
+            if self.ema is not None: self.ema.update_parameters(self.student)
         self.step += 1
         self._cb('after_step')
-    if not self.stop: self._final_steps()
+    if not self.stop:
+        self._final_steps()
+        if self.ema is not None and self.ema.n_averaged > 0: self.student.load_state_dict(self.ema.module.state_dict())
     self._cb('after_fit')
     return self
 
@@ -278,7 +286,8 @@ def state_dict(self:Distiller) -> dict:
     return {'step': self.step, 'student': self.student.state_dict(), 'generator': self.generator.state_dict(),
             'opt_s': self.opt_s.state_dict(), 'opt_g': self.opt_g.state_dict(),
             'accountant': self.accountant.state_dict(), 'buffer': self.buffer, 'rng': self.rng.get_state(),
-            'privacy': asdict(self.privacy), 'cfg': asdict(self.cfg)}
+            'privacy': asdict(self.privacy), 'cfg': asdict(self.cfg),
+            'ema': self.ema.state_dict() if self.ema is not None else None}
 
 def load_state_dict(self:Distiller, state:dict):
     "Resume from `state_dict()`; the configurations must match."
@@ -287,6 +296,7 @@ def load_state_dict(self:Distiller, state:dict):
     self.step = state['step']
     for name in ('student', 'generator', 'opt_s', 'opt_g'): getattr(self, name).load_state_dict(state[name])
     self.accountant.load_state_dict(state['accountant'])
+    if self.ema is not None: self.ema.load_state_dict(state['ema'])
     self.buffer = {k: [t.to(self.device) for t in v] for k, v in state['buffer'].items()}
     if self.buffer['x']: self.last = (self.buffer['x'][-1], self.buffer['soft'][-1])
     self.rng.set_state(state['rng'])
