@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 from tqdm.auto import tqdm
 
 from .data import DataInfo
@@ -22,8 +22,8 @@ from .accountant import Accountant, calibrate, privacy_unit
 
 # %% auto 0
 __all__ = ['MODES', 'PrivacyConfig', 'TeacherOracle', 'DistillConfig', 'Callback', 'soft_cross_entropy', 'mode_seeking',
-           'Distiller', 'fit', 'accuracy', 'ProgressCallback', 'History', 'state_dict', 'load_state_dict', 'Checkpoint',
-           'FlowGuard']
+           'ema_warmup', 'Distiller', 'fit', 'accuracy', 'ProgressCallback', 'History', 'state_dict', 'load_state_dict',
+           'Checkpoint', 'FlowGuard']
 
 # %% ../nbs/05_distill.ipynb 5
 MODES = {('label', 'gaussian'): GaussianLabels, ('label', 'rr'): RandomizedResponse, ('data', 'gaussian'): GaussianData}
@@ -95,7 +95,7 @@ class DistillConfig:
     recent:float=0.5 # share of each student batch drawn from the latest answers
     diversity:float=1.0 # weight of the generator's mode-seeking (diversity) loss
     final_steps:int=100 # free student updates on batches of released answers after the last step
-    ema:float=0. # > 0: release an exponential moving average of the student's weights, this decay per iteration
+    ema:float=0. # > 0: release a moving average of the student's weights, decay per iteration at most this
     seed:int=0
 
     def __post_init__(self):
@@ -135,6 +135,14 @@ def mode_seeking(x, z, y):
     dz = (z[1:] - z[:-1]).abs().mean(1)[same]
     return 1 / ((dx / dz).mean() + 1e-5)
 
+def ema_warmup(decay:float):
+    "An `AveragedModel` update: exponential moving average with decay `min(decay, n / (n + 4))` at the n-th update."
+    @torch.no_grad()
+    def update(averaged:list, current:list, n):
+        d = min(decay, n.item() / (n.item() + 4))  # remembers about the last quarter of the run, at most 1 / (1 - decay) updates
+        for a, c in zip(averaged, current): a.lerp_(c, 1 - d)
+    return update
+
 class Distiller:
     "The DPSD loop: a student and a generator trained from a teacher oracle's DP answers."
     def __init__(self, info:DataInfo, # the data set's shape and classes (no data: the loop never sees any)
@@ -152,7 +160,7 @@ class Distiller:
             torch.manual_seed(cfg.seed)
             self.student = student_cnn(info).to(self.device)
             self.generator = Generator(info, cfg.latent, conditional=True).to(self.device)
-        self.ema = AveragedModel(self.student, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema)) if cfg.ema else None
+        self.ema = AveragedModel(self.student, multi_avg_fn=ema_warmup(cfg.ema)) if cfg.ema else None
         self.opt_s = torch.optim.Adam(self.student.parameters(), lr=cfg.lr_student)
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=cfg.lr_generator, betas=(0.5, 0.999))
         self.rng = torch.Generator(self.device).manual_seed(cfg.seed)
