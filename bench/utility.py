@@ -75,7 +75,7 @@ def main():
             M = setup['inf_teachers' if math.isinf(eps) and 'inf_teachers' in setup else 'teachers'].teachers
             # without noise: stronger pixel noise on the queries; on MNIST also no final replay over the whole
             # buffer, then dominated by the early generator's queries (it lowered 0.953 to 0.94 after 400 steps),
-            # and the released student is the average of its weights (0.952 against 0.946 after 600 steps)
+            # and the released student is the average of its weights (0.953 against 0.946 after 600 steps)
             cfg = DistillConfig(steps=args.steps, seed=args.seed, **(setup['inf_cfg'] if math.isinf(eps) else {}))
             d = Distiller(data.info, ensembles[M][0], PrivacyConfig(mode, epsilon=eps, delta=delta, queries=q), cfg, device=device).fit()
             png = f"samples-{args.dataset}-{mode}-eps{eps:g}.png"
