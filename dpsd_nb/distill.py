@@ -85,6 +85,7 @@ class DistillConfig:
     "The training knobs of the DPSD loop (the privacy ones are in `PrivacyConfig`)."
     steps:int=300 # iterations; each queries while the budget lasts, then trains student and generator
     query_batch:int=100 # queries per iteration while the budget lasts
+    query_every:int=1 # ask every n-th iteration only, so that later queries come from a better-trained generator
     student_batch:int=128 # records per student update
     student_steps:int=4 # student updates per iteration
     generator_batch:int=100 # samples per generator update
@@ -96,10 +97,12 @@ class DistillConfig:
     diversity:float=1.0 # weight of the generator's mode-seeking (diversity) loss
     final_steps:int=100 # free student updates on batches of released answers after the last step
     ema:float=0. # > 0: release a moving average of the student's weights, decay per iteration at most this
+    vote_temperature:float=0. # > 0 (label mode, Gaussian votes): targets softmax(noisy votes / (this * sigma)); 0: one-hot noisy argmax
+    refit:bool=False # release a fresh student trained `final_steps` updates on all released answers (cosine lr)
     seed:int=0
 
     def __post_init__(self):
-        for name in ('steps', 'query_batch', 'student_batch', 'student_steps', 'generator_batch', 'latent'):
+        for name in ('steps', 'query_batch', 'query_every', 'student_batch', 'student_steps', 'generator_batch', 'latent'):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1: raise ValueError(f"{name}={v!r}: must be an integer >= 1")
         for name in ('lr_student', 'lr_generator'):
@@ -108,6 +111,10 @@ class DistillConfig:
             if not getattr(self, name) >= 0: raise ValueError(f"{name}={getattr(self, name)!r}: must be >= 0")
         if not 0 <= self.recent <= 1: raise ValueError(f"recent={self.recent!r}: a share between 0 and 1")
         if not 0 <= self.ema < 1: raise ValueError(f"ema={self.ema!r}: a decay in [0, 1) (0 turns the average off)")
+        if not (isinstance(self.vote_temperature, (int, float)) and 0 <= self.vote_temperature < math.inf):
+            raise ValueError(f"vote_temperature={self.vote_temperature!r}: a finite temperature >= 0, in units of sigma (0: one-hot labels)")
+        if self.refit and self.ema: raise ValueError(f"refit=True with ema={self.ema!r}: the refit student replaces the averaged one; set ema=0")
+        if self.refit and not self.final_steps: raise ValueError("refit=True with final_steps=0: the fresh student needs final_steps >= 1 updates")
         if not (isinstance(self.final_steps, int) and self.final_steps >= 0):
             raise ValueError(f"final_steps={self.final_steps!r}: must be an integer >= 0")
 
@@ -160,6 +167,9 @@ class Distiller:
             torch.manual_seed(cfg.seed)
             self.student = student_cnn(info).to(self.device)
             self.generator = Generator(info, cfg.latent, conditional=True).to(self.device)
+        if cfg.vote_temperature and (privacy.mode, privacy.mechanism) != ('label', 'gaussian'):
+            raise ValueError(f"vote_temperature={cfg.vote_temperature}: soft vote targets need mode='label' with mechanism='gaussian' "
+                             f"(this run: mode={privacy.mode!r}, mechanism={privacy.mechanism!r}); set vote_temperature=0")
         self.ema = AveragedModel(self.student, multi_avg_fn=ema_warmup(cfg.ema)) if cfg.ema else None
         self.opt_s = torch.optim.Adam(self.student.parameters(), lr=cfg.lr_student)
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=cfg.lr_generator, betas=(0.5, 0.999))
@@ -184,6 +194,7 @@ class Distiller:
 # %% ../nbs/05_distill.ipynb 17
 def _query(self:Distiller):
     "Ask the oracle for DP answers on a fresh class-balanced synthetic batch, if the budget allows."
+    if self.step % self.cfg.query_every: return None
     n = min(self.cfg.query_batch, self.privacy.queries - self.queries)
     if n < 1 or self.accountant.epsilon_if(self.mechanism.events(n)) > self.privacy.epsilon * (1 + 1e-9): return None
     self.generator.eval(); self.student.eval()
@@ -194,9 +205,17 @@ def _query(self:Distiller):
         probs = self.student(x).softmax(1)
     answer = self.oracle.answer(x, probs, self.mechanism, self.rng)
     self.accountant.charge(answer.events)
-    for key, v in (('x', x), ('soft', answer.soft), ('labels', answer.labels)): self.buffer[key].append(v)
-    self.answer, self.last = answer, (x, answer.soft)
+    target = self._target(answer)
+    for key, v in (('x', x), ('soft', target), ('labels', answer.labels)): self.buffer[key].append(v)
+    self.answer, self.last = answer, (x, target)
     return answer
+
+def _target(self:Distiller, answer):
+    "What the student fits for an answer: its DP soft label, or with `vote_temperature` the softened noisy votes."
+    t = self.cfg.vote_temperature * getattr(self.mechanism, 'sigma', 0.)
+    if t == 0: return answer.soft  # also sigma = 0: the clean plurality, one-hot
+    scores = torch.full_like(answer.soft, -math.inf).scatter(1, answer.candidates, answer.noisy / t)
+    return scores.softmax(1)  # non-candidates get probability 0
 
 def _train_student(self:Distiller, x, soft):
     self.student.train()
@@ -227,16 +246,24 @@ def _generator_phase(self:Distiller):
     self.student.requires_grad_(True)
     return fit.item(), diverse.item()
 
-for f in (_query, _train_student, _student_phase, _generator_phase): setattr(Distiller, f.__name__, f)
+for f in (_query, _target, _train_student, _student_phase, _generator_phase): setattr(Distiller, f.__name__, f)
 
 # %% ../nbs/05_distill.ipynb 19
 def _final_steps(self:Distiller):
-    "Free post-processing: `final_steps` student updates on random batches of every released answer."
+    "Free post-processing: `final_steps` student updates on random batches of every released answer (with `refit`, of a fresh student)."
     if not self.buffer['x']: return
     X, Y = torch.cat(self.buffer['x']), torch.cat(self.buffer['soft'])
-    for _ in range(self.cfg.final_steps):
+    n, sched = self.cfg.final_steps, None
+    if self.cfg.refit:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.cfg.seed + 1)
+            self.student = student_cnn(self.info).to(self.device)
+        self.opt_s = torch.optim.Adam(self.student.parameters(), lr=self.cfg.lr_student)
+        sched = torch.optim.lr_scheduler.LambdaLR(self.opt_s, lambda t: 0.5 * (1 + math.cos(math.pi * t / n)))
+    for _ in range(n):
         idx = torch.randint(len(X), (min(self.cfg.student_batch, len(X)),), generator=self.rng, device=self.device)
         self._train_student(X[idx], Y[idx])
+        if sched is not None: sched.step()
         if self.ema is not None: self.ema.update_parameters(self.student)
 
 def fit(self:Distiller):
