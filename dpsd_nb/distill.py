@@ -347,7 +347,7 @@ class Checkpoint(Callback):
         if d.step % self.every == 0: save_atomic(d.state_dict(), self.path)
     def after_fit(self, d): save_atomic(d.state_dict(), self.path)
 
-# %% ../nbs/05_distill.ipynb 33
+# %% ../nbs/05_distill.ipynb 35
 class FlowGuard:
     "Records every forward call of the teachers' modules: grad mode, train mode, and whether the oracle made it."
     def __init__(self, teachers):
