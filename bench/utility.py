@@ -31,9 +31,9 @@ SETUPS = {  # per data set: teachers, DPSD query budgets per epsilon, DP-SGD epo
                    inf_cfg=dict(query_noise=0.8)),
     'mnist': dict(teachers=TeacherConfig(teachers=250, epochs=20, width=16, hidden=64),
                   inf_teachers=TeacherConfig(teachers=1, epochs=6, batch_size=64, lr=3e-3, schedule='onecycle'),
-                  queries={1.: 200, 10.: 3000, math.inf: 60000}, dpsgd_epochs=5, gpu_steps=600, cpu_steps=100,
+                  queries={1.: 200, 10.: 3000, math.inf: 60000}, dpsgd_epochs=5, gpu_steps=600, cpu_steps=dict(private=300, inf=100),
                   inf_cfg=dict(query_noise=0.8, student_steps=8, final_steps=0, ema=0.995),
-                  private_cfg=dict(query_every=6, refit=True, final_steps=600)),
+                  private_cfg=dict(query_every=6, refit=True, final_steps=600), label_cfg=dict(vote_temperature=0.6)),
 }
 
 
@@ -42,7 +42,7 @@ def main():
     p.add_argument('--dataset', default='digits', choices=list(SETUPS))
     p.add_argument('--root', default=str(Path(__file__).resolve().parents[2]/'shared'/'data'))
     p.add_argument('--steps', type=int, default=None,
-                   help='DPSD loop iterations per row (default 300; MNIST: 600 on a GPU, 100 on a CPU)')
+                   help='DPSD loop iterations per row (default 300; MNIST: 600 on a GPU; on a CPU 300 with noise, 100 without)')
     p.add_argument('--device', default=None)
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--out', default=str(Path(__file__).resolve().parent/'results'),
@@ -52,16 +52,18 @@ def main():
     if args.dataset != 'digits' and not (Path(args.root)/'MNIST'/'raw').exists():
         sys.exit(f"skipped: no MNIST under {args.root}")
     setup, delta = SETUPS[args.dataset], 1e-5
-    note = ''
+    note, steps = '', dict(private=args.steps, inf=args.steps)
     if args.steps is None:
-        args.steps = setup.get('cpu_steps' if device.type == 'cpu' else 'gpu_steps', 300)
         if device.type == 'cpu' and 'cpu_steps' in setup:
-            note = (f"NOTE: {args.dataset} on a CPU: {args.steps} DPSD steps per row instead of the "
-                    f"{setup['gpu_steps']} meant for a GPU; the accuracies are below what the full runs reach")
+            steps = setup['cpu_steps']
+            note = (f"NOTE: {args.dataset} on a CPU: {steps['private']} DPSD steps per private row and {steps['inf']} per "
+                    f"epsilon = inf row instead of the {setup['gpu_steps']} meant for a GPU; the epsilon = inf rows are below "
+                    f"what the full runs reach")
+        else: steps = dict.fromkeys(steps, setup.get('gpu_steps', 300) if device.type != 'cpu' else 300)
     machine = (f"{platform.platform()}, {os.cpu_count()} CPUs, torch {torch.__version__}, device {device}, "
                f"load average {os.getloadavg()[0]:.1f} at start")
     command = f"python {' '.join(sys.argv)}"
-    print(f"machine: {machine}\ncommand: {command}   (delta {delta}, seed {args.seed}, {args.steps} DPSD steps)")
+    print(f"machine: {machine}\ncommand: {command}   (delta {delta}, seed {args.seed}, DPSD steps {steps})")
     print(f"{note}\n" if note else "")
     data = load_dataset(args.dataset, root=args.root)
     ensembles = {}
@@ -77,15 +79,16 @@ def main():
             # without noise: stronger pixel noise on the queries; on MNIST also no final replay over the whole
             # buffer, then dominated by the early generator's queries (it lowered 0.953 to 0.94 after 400 steps),
             # and the released student is the average of its weights (0.953 against 0.946 after 600 steps)
-            # with noise on MNIST: queries every 6th step (a better-trained generator asks the later ones), and the
-            # released student refitted from scratch on every answer (0.852 against 0.805 at epsilon 10, 3000 answers)
+            # with noise on MNIST: queries every 6th step (a better-trained generator asks the later ones), the released
+            # student refitted from scratch on every answer, in label mode to the softened noisy votes (see 05_distill)
             knobs = setup.get('inf_cfg' if math.isinf(eps) else 'private_cfg', {})
-            cfg = DistillConfig(steps=args.steps, seed=args.seed, **knobs)
+            if mode == 'label' and not math.isinf(eps): knobs = {**knobs, **setup.get('label_cfg', {})}  # soft vote targets
+            cfg = DistillConfig(steps=steps['inf' if math.isinf(eps) else 'private'], seed=args.seed, **knobs)
             d = Distiller(data.info, ensembles[M][0], PrivacyConfig(mode, epsilon=eps, delta=delta, queries=q), cfg, device=device).fit()
             png = f"samples-{args.dataset}-{mode}-eps{eps:g}.png"
             save_image_atomic(sample_grid(d.generator, data.info, student=d.student, seed=args.seed), out/png)
             rows.append(dict(method='DPSD', mode=mode, teachers=M, accuracy=accuracy(d.student, data.test), epsilon=d.epsilon,
-                             queries=d.queries, seconds=time.time() - t0, samples=png))
+                             queries=d.queries, steps=d.step, seconds=time.time() - t0, samples=png))
             print(rows[-1], flush=True)
     for eps in (1., 10.):
         t0 = time.time()
@@ -99,7 +102,7 @@ def main():
     unit = privacy_unit(setup['teachers'].teachers)
     print(f"\n{args.dataset}: {setup['teachers'].teachers} teachers on disjoint parts; privacy unit: {unit}")
     report = dict(dataset=args.dataset, machine=machine, command=command, note=note, delta=delta, seed=args.seed,
-                  teachers=setup['teachers'].teachers, privacy_unit=unit, steps=args.steps,
+                  teachers=setup['teachers'].teachers, privacy_unit=unit, steps=steps,
                   rows=[{**r, 'epsilon': 'inf' if math.isinf(r['epsilon']) else r['epsilon']} for r in rows])
     tmp = out/f'.utility-{args.dataset}.json.tmp'
     tmp.write_text(json.dumps(report, indent=1)); os.replace(tmp, out/f'utility-{args.dataset}.json')

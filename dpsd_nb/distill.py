@@ -97,7 +97,7 @@ class DistillConfig:
     diversity:float=1.0 # weight of the generator's mode-seeking (diversity) loss
     final_steps:int=100 # free student updates on batches of released answers after the last step
     ema:float=0. # > 0: release a moving average of the student's weights, decay per iteration at most this
-    vote_temperature:float=0. # > 0 (label mode, Gaussian votes): targets softmax(noisy votes / (this * sigma)); 0: one-hot noisy argmax
+    vote_temperature:float=0. # > 0 (label mode, Gaussian votes): final-phase targets softmax(noisy votes / (this * sigma))
     refit:bool=False # release a fresh student trained `final_steps` updates on all released answers (cosine lr)
     seed:int=0
 
@@ -174,7 +174,7 @@ class Distiller:
         self.opt_s = torch.optim.Adam(self.student.parameters(), lr=cfg.lr_student)
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=cfg.lr_generator, betas=(0.5, 0.999))
         self.rng = torch.Generator(self.device).manual_seed(cfg.seed)
-        self.buffer = {'x': [], 'soft': [], 'labels': []}
+        self.buffer = {'x': [], 'soft': [], 'labels': [], 'noisy': [], 'candidates': []}
         self.callbacks = sorted(callbacks, key=lambda c: getattr(c, 'order', 0))
         self.step, self.stop, self.answer, self.losses = 0, False, None, {}
 
@@ -205,17 +205,18 @@ def _query(self:Distiller):
         probs = self.student(x).softmax(1)
     answer = self.oracle.answer(x, probs, self.mechanism, self.rng)
     self.accountant.charge(answer.events)
-    target = self._target(answer)
-    for key, v in (('x', x), ('soft', target), ('labels', answer.labels)): self.buffer[key].append(v)
-    self.answer, self.last = answer, (x, target)
+    for key, v in (('x', x), ('soft', answer.soft), ('labels', answer.labels), ('noisy', answer.noisy),
+                   ('candidates', answer.candidates)): self.buffer[key].append(v)
+    self.answer, self.last = answer, (x, answer.soft)
     return answer
 
-def _target(self:Distiller, answer):
-    "What the student fits for an answer: its DP soft label, or with `vote_temperature` the softened noisy votes."
+def _final_targets(self:Distiller):
+    "The final phase's targets: the released soft labels, or with `vote_temperature` the softened noisy votes."
+    soft = torch.cat(self.buffer['soft'])
     t = self.cfg.vote_temperature * getattr(self.mechanism, 'sigma', 0.)
-    if t == 0: return answer.soft  # also sigma = 0: the clean plurality, one-hot
-    scores = torch.full_like(answer.soft, -math.inf).scatter(1, answer.candidates, answer.noisy / t)
-    return scores.softmax(1)  # non-candidates get probability 0
+    if t == 0: return soft  # also sigma = 0: the clean plurality, one-hot
+    noisy, cand = torch.cat(self.buffer['noisy']), torch.cat(self.buffer['candidates'])
+    return torch.full_like(soft, -math.inf).scatter(1, cand, noisy / t).softmax(1)  # non-candidates get probability 0
 
 def _train_student(self:Distiller, x, soft):
     self.student.train()
@@ -246,13 +247,13 @@ def _generator_phase(self:Distiller):
     self.student.requires_grad_(True)
     return fit.item(), diverse.item()
 
-for f in (_query, _target, _train_student, _student_phase, _generator_phase): setattr(Distiller, f.__name__, f)
+for f in (_query, _final_targets, _train_student, _student_phase, _generator_phase): setattr(Distiller, f.__name__, f)
 
 # %% ../nbs/05_distill.ipynb 19
 def _final_steps(self:Distiller):
     "Free post-processing: `final_steps` student updates on random batches of every released answer (with `refit`, of a fresh student)."
     if not self.buffer['x']: return
-    X, Y = torch.cat(self.buffer['x']), torch.cat(self.buffer['soft'])
+    X, Y = torch.cat(self.buffer['x']), self._final_targets()
     n, sched = self.cfg.final_steps, None
     if self.cfg.refit:
         with torch.random.fork_rng(devices=[]):
