@@ -4,8 +4,8 @@ Same student architecture, same data, same delta and seed for every row; epsilon
     python bench/utility.py                      # digits, CPU
     python bench/utility.py --dataset mnist      # MNIST from ../shared/data (250 teachers)
 
-MNIST is meant for a GPU; on a CPU its DPSD rows run fewer steps by default (--steps to override),
-and the table says so. The epsilon = infinity rows use `inf_teachers` where a setup names them:
+MNIST is meant for a GPU (600 steps per DPSD row); on a CPU its private rows run 300 steps and its
+epsilon = infinity rows 100 by default (--steps to override), and the table says so. The epsilon = infinity rows use `inf_teachers` where a setup names them:
 without noise nothing favours an ensemble, and one strong teacher labels best.
 """
 import argparse
