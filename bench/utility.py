@@ -5,8 +5,9 @@ Same student architecture, same data, same delta and seed for every row; epsilon
     python bench/utility.py --dataset mnist      # MNIST from ../shared/data (250 teachers)
 
 MNIST is meant for a GPU (600 steps per DPSD row); on a CPU its private rows run 300 steps and its
-epsilon = infinity rows 100 by default (--steps to override), and the table says so. The epsilon = infinity rows use `inf_teachers` where a setup names them:
-without noise nothing favours an ensemble, and one strong teacher labels best.
+epsilon = infinity rows 100 by default (--steps to override), and the table says so. The epsilon =
+infinity rows use `inf_teachers` where a setup names them: without noise nothing favours an
+ensemble, and one strong teacher labels best.
 """
 import argparse
 import json
@@ -52,14 +53,14 @@ def main():
     if args.dataset != 'digits' and not (Path(args.root)/'MNIST'/'raw').exists():
         sys.exit(f"skipped: no MNIST under {args.root}")
     setup, delta = SETUPS[args.dataset], 1e-5
-    note, steps = '', dict(private=args.steps, inf=args.steps)
-    if args.steps is None:
-        if device.type == 'cpu' and 'cpu_steps' in setup:
-            steps = setup['cpu_steps']
-            note = (f"NOTE: {args.dataset} on a CPU: {steps['private']} DPSD steps per private row and {steps['inf']} per "
-                    f"epsilon = inf row instead of the {setup['gpu_steps']} meant for a GPU; the epsilon = inf rows are below "
-                    f"what the full runs reach")
-        else: steps = dict.fromkeys(steps, setup.get('gpu_steps', 300) if device.type != 'cpu' else 300)
+    note = ''
+    if args.steps is not None: steps = dict(private=args.steps, inf=args.steps)
+    elif device.type == 'cpu' and 'cpu_steps' in setup:
+        steps = setup['cpu_steps']
+        note = (f"NOTE: {args.dataset} on a CPU: {steps['private']} DPSD steps per private row and {steps['inf']} per "
+                f"epsilon = inf row instead of the {setup['gpu_steps']} meant for a GPU; the epsilon = inf rows are below "
+                f"what the full runs reach")
+    else: steps = dict.fromkeys(('private', 'inf'), setup.get('gpu_steps', 300) if device.type != 'cpu' else 300)
     machine = (f"{platform.platform()}, {os.cpu_count()} CPUs, torch {torch.__version__}, device {device}, "
                f"load average {os.getloadavg()[0]:.1f} at start")
     command = f"python {' '.join(sys.argv)}"

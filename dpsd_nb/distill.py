@@ -213,9 +213,9 @@ def _query(self:Distiller):
 def _final_targets(self:Distiller):
     "The final phase's targets: the released soft labels, or with `vote_temperature` the softened noisy votes."
     soft = torch.cat(self.buffer['soft'])
-    t = self.cfg.vote_temperature * getattr(self.mechanism, 'sigma', 0.)
-    if t == 0: return soft  # also sigma = 0: the clean plurality, one-hot
+    if not self.cfg.vote_temperature or self.mechanism.sigma == 0: return soft  # sigma = 0: the clean plurality, one-hot
     noisy, cand = torch.cat(self.buffer['noisy']), torch.cat(self.buffer['candidates'])
+    t = self.cfg.vote_temperature * self.mechanism.sigma
     return torch.full_like(soft, -math.inf).scatter(1, cand, noisy / t).softmax(1)  # non-candidates get probability 0
 
 def _train_student(self:Distiller, x, soft):
