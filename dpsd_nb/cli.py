@@ -49,6 +49,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument('--batch', type=int, default=100, help='queries per iteration (default 100)')
     run.add_argument('--query-noise', type=float, default=0.3, help='pixel noise on synthetic queries (default 0.3)')
     run.add_argument('--query-every', type=int, default=1, help='ask every n-th iteration only (default 1)')
+    run.add_argument('--query-pool', type=int, default=1,
+                     help='draw this many times --batch candidates and query a batch balanced over the student\'s classes (default 1: no choice)')
     run.add_argument('--final-steps', type=int, default=100, help='free student updates on all released answers at the end (default 100)')
     run.add_argument('--refit', action='store_true', help='release a fresh student fitted to all released answers (final-steps updates)')
     run.add_argument('--cache', default=None, help='folder of cached teachers (default: $DPSD_NB_CACHE or ~/.cache/dpsd_nb)')
@@ -83,8 +85,8 @@ def run_dpsd(args) -> dict:
     data = load_dataset(args.dataset, args.root, args.download)
     tcfg = TeacherConfig(teachers=args.teachers, epochs=args.teacher_epochs, seed=args.seed)
     privacy = PrivacyConfig(args.mode, args.mechanism, args.k, args.epsilon, args.delta, args.queries)
-    cfg = DistillConfig(steps=args.steps, query_batch=args.batch, query_every=args.query_every, query_noise=args.query_noise,
-                        final_steps=args.final_steps, refit=args.refit, seed=args.seed)
+    cfg = DistillConfig(steps=args.steps, query_batch=args.batch, query_every=args.query_every, query_pool=args.query_pool,
+                        query_noise=args.query_noise, final_steps=args.final_steps, refit=args.refit, seed=args.seed)
     mechanism = privacy.build(data.info.num_classes)  # fail on bad privacy settings before training anything
     teachers, _ = get_teachers(data, tcfg, device, args.cache, progress=not args.quiet)
     d = Distiller(data.info, teachers, privacy, cfg, [] if args.quiet else [ProgressCallback()], device).fit()
@@ -96,7 +98,7 @@ def run_dpsd(args) -> dict:
     report = {'method': 'dpsd', 'dataset': data.info.name, 'mode': args.mode, 'mechanism': args.mechanism,
               'teachers': args.teachers, 'k': mechanism.k, 'target_epsilon': args.epsilon, 'epsilon': d.epsilon,
               'delta': args.delta, 'privacy_unit': privacy_unit(args.teachers), 'queries': d.queries, **noise,
-              'steps': d.step, 'query_every': args.query_every, 'refit': args.refit, **scores, 'seed': args.seed, 'seconds': round(time.time() - t0, 1), 'device': str(device)}
+              'steps': d.step, 'query_every': args.query_every, 'query_pool': args.query_pool, 'refit': args.refit, **scores, 'seed': args.seed, 'seconds': round(time.time() - t0, 1), 'device': str(device)}
     write_report(report, out)
     return report
 
@@ -105,7 +107,7 @@ def run_baseline(args) -> dict:
     if args.method == 'nonprivate':
         args = argparse.Namespace(**{**vars(args), 'epsilon': math.inf, 'mode': 'label', 'mechanism': 'gaussian',
                                      'teachers': 20, 'teacher_epochs': 100, 'k': None, 'queries': 20000,
-                                     'steps': 200, 'batch': 100, 'query_noise': 0.8, 'query_every': 1,
+                                     'steps': 200, 'batch': 100, 'query_noise': 0.8, 'query_every': 1, 'query_pool': 1,
                                      'final_steps': 100, 'refit': False, 'cache': None})
         return run_dpsd(args) | {'method': 'nonprivate'}
     t0 = time.time()

@@ -22,8 +22,8 @@ from .accountant import Accountant, calibrate, privacy_unit
 
 # %% auto 0
 __all__ = ['MODES', 'PrivacyConfig', 'TeacherOracle', 'DistillConfig', 'Callback', 'soft_cross_entropy', 'mode_seeking',
-           'ema_warmup', 'Distiller', 'fit', 'accuracy', 'ProgressCallback', 'History', 'state_dict', 'load_state_dict',
-           'Checkpoint', 'FlowGuard']
+           'ema_warmup', 'Distiller', 'balanced_pick', 'fit', 'accuracy', 'ProgressCallback', 'History', 'state_dict',
+           'load_state_dict', 'Checkpoint', 'FlowGuard']
 
 # %% ../nbs/05_distill.ipynb 5
 MODES = {('label', 'gaussian'): GaussianLabels, ('label', 'rr'): RandomizedResponse, ('data', 'gaussian'): GaussianData}
@@ -86,6 +86,7 @@ class DistillConfig:
     steps:int=300 # iterations; each queries while the budget lasts, then trains student and generator
     query_batch:int=100 # queries per iteration while the budget lasts
     query_every:int=1 # ask every n-th iteration only, so that later queries come from a better-trained generator
+    query_pool:int=1 # > 1: draw this many times query_batch candidates and query a batch balanced over the student's predicted classes
     student_batch:int=128 # records per student update
     student_steps:int=4 # student updates per iteration
     generator_batch:int=100 # samples per generator update
@@ -102,7 +103,7 @@ class DistillConfig:
     seed:int=0
 
     def __post_init__(self):
-        for name in ('steps', 'query_batch', 'query_every', 'student_batch', 'student_steps', 'generator_batch', 'latent'):
+        for name in ('steps', 'query_batch', 'query_every', 'query_pool', 'student_batch', 'student_steps', 'generator_batch', 'latent'):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1: raise ValueError(f"{name}={v!r}: must be an integer >= 1")
         for name in ('lr_student', 'lr_generator'):
@@ -192,17 +193,32 @@ class Distiller:
     def _classes(self, n): return (torch.arange(n, device=self.device) + torch.randint(self.info.num_classes, (1,), generator=self.rng, device=self.device)) % self.info.num_classes
 
 # %% ../nbs/05_distill.ipynb 17
+def balanced_pick(pred:torch.Tensor, # (N,) one predicted class per candidate, in the order drawn
+                  n:int, # how many to keep, at most N
+                  classes:int, # number of classes
+                  generator:torch.Generator, # picks which class comes first in each round
+                 ) -> torch.LongTensor:
+    "Indices of `n` candidates taken round-robin over the predicted classes, each class's candidates in the order drawn."
+    if not 0 <= n <= len(pred): raise ValueError(f"n={n}: can keep between 0 and {len(pred)} of the {len(pred)} candidates")
+    rank = F.one_hot(pred, classes).cumsum(0).gather(1, pred[:, None]).squeeze(1) - 1  # place within its class
+    first = torch.randint(classes, (1,), generator=generator, device=pred.device)
+    return (rank * classes + (pred - first) % classes).argsort()[:n]  # keys are distinct: round by round
+
 def _query(self:Distiller):
-    "Ask the oracle for DP answers on a fresh class-balanced synthetic batch, if the budget allows."
+    "Ask the oracle for DP answers on a fresh class-balanced synthetic batch (with `query_pool`, balanced by the student), if the budget allows."
     if self.step % self.cfg.query_every: return None
     n = min(self.cfg.query_batch, self.privacy.queries - self.queries)
     if n < 1 or self.accountant.epsilon_if(self.mechanism.events(n)) > self.privacy.epsilon * (1 + 1e-9): return None
     self.generator.eval(); self.student.eval()
     with torch.no_grad():
-        y = self._classes(n)
-        x = self.generator(self._noise(n, self.cfg.latent), y)
+        m = n * self.cfg.query_pool
+        y = self._classes(m)
+        x = self.generator(self._noise(m, self.cfg.latent), y)
         x = (x + self.cfg.query_noise * self._noise(*x.shape)).clamp(-1, 1)
         probs = self.student(x).softmax(1)
+        if self.cfg.query_pool > 1:  # free: the choice reads only the student, which is DP
+            keep = balanced_pick(probs.argmax(1), n, self.info.num_classes, self.rng)
+            x, probs = x[keep], probs[keep]
     answer = self.oracle.answer(x, probs, self.mechanism, self.rng)
     self.accountant.charge(answer.events)
     for key, v in (('x', x), ('soft', answer.soft), ('labels', answer.labels), ('noisy', answer.noisy),
