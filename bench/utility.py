@@ -61,7 +61,7 @@ def main():
                 f"epsilon = inf row instead of the {setup['gpu_steps']} meant for a GPU; the epsilon = inf rows are below "
                 f"what the full runs reach")
     else: steps = dict.fromkeys(('private', 'inf'), setup.get('gpu_steps', 300) if device.type != 'cpu' else 300)
-    machine = (f"{platform.platform()}, {os.cpu_count()} CPUs, torch {torch.__version__}, device {device}, "
+    machine = (f"{platform.platform()}, {os.cpu_count()} CPUs, torch {torch.__version__} on {torch.get_num_threads()} threads, device {device}, "
                f"load average {os.getloadavg()[0]:.1f} at start")
     command = f"python {' '.join(sys.argv)}"
     print(f"machine: {machine}\ncommand: {command}   (delta {delta}, seed {args.seed}, DPSD steps {steps})")
