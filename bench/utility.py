@@ -34,7 +34,7 @@ SETUPS = {  # per data set: teachers, DPSD query budgets per epsilon, DP-SGD epo
                   inf_teachers=TeacherConfig(teachers=1, epochs=6, batch_size=64, lr=3e-3, schedule='onecycle'),
                   queries={1.: 200, 10.: 3000, math.inf: 60000}, dpsgd_epochs=5, gpu_steps=600, cpu_steps=dict(private=300, inf=100),
                   inf_cfg=dict(query_noise=0.8, student_steps=8, final_steps=0, ema=0.995),
-                  private_cfg=dict(query_every=6, query_pool=4, refit=True, final_steps=600), label_cfg=dict(vote_temperature=0.6)),
+                  private_cfg=dict(query_every=6, refit=True, final_steps=600), label_cfg=dict(vote_temperature=0.6)),
 }
 
 
