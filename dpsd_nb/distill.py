@@ -22,8 +22,8 @@ from .accountant import Accountant, calibrate, privacy_unit
 
 # %% auto 0
 __all__ = ['MODES', 'PrivacyConfig', 'TeacherOracle', 'DistillConfig', 'Callback', 'soft_cross_entropy', 'mode_seeking',
-           'ema_warmup', 'Distiller', 'balanced_pick', 'deficit_weights', 'fit', 'accuracy', 'ProgressCallback',
-           'History', 'state_dict', 'load_state_dict', 'Checkpoint', 'FlowGuard']
+           'ema_warmup', 'Distiller', 'balanced_pick', 'fit', 'accuracy', 'ProgressCallback', 'History', 'state_dict',
+           'load_state_dict', 'Checkpoint', 'FlowGuard']
 
 # %% ../nbs/05_distill.ipynb 5
 MODES = {('label', 'gaussian'): GaussianLabels, ('label', 'rr'): RandomizedResponse, ('data', 'gaussian'): GaussianData}
@@ -86,7 +86,7 @@ class DistillConfig:
     steps:int=300 # iterations; each queries while the budget lasts, then trains student and generator
     query_batch:int=100 # queries per iteration while the budget lasts
     query_every:int=1 # ask every n-th iteration only, so that later queries come from a better-trained generator
-    query_pool:int=1 # > 1: draw this many times query_batch candidates and query a batch spread over the student's predicted classes, more of the classes the released labels lack
+    query_pool:int=1 # > 1: draw this many times query_batch candidates and query a batch balanced over the student's predicted classes
     student_batch:int=128 # records per student update
     student_steps:int=4 # student updates per iteration
     generator_batch:int=100 # samples per generator update
@@ -196,30 +196,16 @@ class Distiller:
 def balanced_pick(pred:torch.Tensor, # (N,) one predicted class per candidate, in the order drawn
                   n:int, # how many to keep, at most N
                   classes:int, # number of classes
-                  generator:torch.Generator, # picks which class comes first among equal keys
-                  weights:torch.Tensor|None=None, # (classes,) > 0: class c's share of the pick in proportion to weights[c] (None: equal)
+                  generator:torch.Generator, # picks which class comes first in each round
                  ) -> torch.LongTensor:
-    "Indices of `n` candidates taken round-robin over the predicted classes (weighted: fair queueing), each class's candidates in the order drawn."
+    "Indices of `n` candidates taken round-robin over the predicted classes, each class's candidates in the order drawn."
     if not 0 <= n <= len(pred): raise ValueError(f"n={n}: can keep between 0 and {len(pred)} of the {len(pred)} candidates")
-    w = torch.ones(classes, device=pred.device) if weights is None else weights.to(pred.device, torch.float)
-    if w.shape != (classes,) or not (w > 0).all(): raise ValueError(f"weights={weights}: one weight > 0 per class ({classes})")
     rank = F.one_hot(pred, classes).cumsum(0).gather(1, pred[:, None]).squeeze(1) - 1  # place within its class
     first = torch.randint(classes, (1,), generator=generator, device=pred.device)
-    tie = ((pred - first) % classes).argsort(stable=True)  # equal keys: classes in turn from `first`
-    key = (rank + 0.5) / w[pred]  # equal weights: the round number
-    return tie[key[tie].argsort(stable=True)][:n]
-
-def deficit_weights(labels:torch.Tensor, # (N,) the labels released so far (DP)
-                    classes:int,
-                    smooth:float=10., # pseudo-count added to every class
-                    clip:tuple=(0.5, 3.), # the least and the most a class's weight can be
-                   ) -> torch.Tensor:
-    "Per-class weights for `balanced_pick`: (mean count + smooth) / (count + smooth), clipped; above 1 for classes the released labels lack."
-    counts = torch.bincount(labels, minlength=classes).float()
-    return ((counts.mean() + smooth) / (counts + smooth)).clamp(*clip)
+    return (rank * classes + (pred - first) % classes).argsort()[:n]  # keys are distinct: round by round
 
 def _query(self:Distiller):
-    "Ask the oracle for DP answers on a fresh class-balanced synthetic batch (with `query_pool`, chosen by the student and the released labels), if the budget allows."
+    "Ask the oracle for DP answers on a fresh class-balanced synthetic batch (with `query_pool`, balanced by the student), if the budget allows."
     if self.step % self.cfg.query_every: return None
     n = min(self.cfg.query_batch, self.privacy.queries - self.queries)
     if n < 1 or self.accountant.epsilon_if(self.mechanism.events(n)) > self.privacy.epsilon * (1 + 1e-9): return None
@@ -230,10 +216,8 @@ def _query(self:Distiller):
         x = self.generator(self._noise(m, self.cfg.latent), y)
         x = (x + self.cfg.query_noise * self._noise(*x.shape)).clamp(-1, 1)
         probs = self.student(x).softmax(1)
-        if self.cfg.query_pool > 1:  # free: the choice reads only the student and the released labels, both DP
-            released = torch.cat(self.buffer['labels']) if self.buffer['labels'] else probs.new_zeros(0, dtype=torch.long)
-            keep = balanced_pick(probs.argmax(1), n, self.info.num_classes, self.rng,
-                                 deficit_weights(released, self.info.num_classes))
+        if self.cfg.query_pool > 1:  # free: the choice reads only the student, which is DP
+            keep = balanced_pick(probs.argmax(1), n, self.info.num_classes, self.rng)
             x, probs = x[keep], probs[keep]
     answer = self.oracle.answer(x, probs, self.mechanism, self.rng)
     self.accountant.charge(answer.events)
