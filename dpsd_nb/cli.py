@@ -10,13 +10,14 @@ import math
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from .data import DATASETS, load_dataset
 from .models import resolve_device
 from .teachers import TeacherConfig, get_teachers
 from .accountant import privacy_unit
-from .distill import Distiller, DistillConfig, PrivacyConfig, ProgressCallback
+from .distill import Distiller, DistillConfig, PrivacyConfig, ProgressCallback, fit_together
 from .evaluate import evaluate, sample_grid, save_image_atomic, train_dpsgd, accuracy, mia_auc
 
 # %% auto 0
@@ -51,6 +52,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument('--query-every', type=int, default=1, help='ask every n-th iteration only (default 1)')
     run.add_argument('--query-pool', type=int, default=1,
                      help='draw this many times --batch candidates and query a batch balanced over the student\'s classes (default 1: no choice)')
+    run.add_argument('--pairs', type=int, default=1,
+                     help='generator-student pairs sharing one budget and all answers, each asking --batch / pairs queries (default 1)')
     run.add_argument('--final-steps', type=int, default=100, help='free student updates on all released answers at the end (default 100)')
     run.add_argument('--refit', action='store_true', help='release a fresh student fitted to all released answers (final-steps updates)')
     run.add_argument('--cache', default=None, help='folder of cached teachers (default: $DPSD_NB_CACHE or ~/.cache/dpsd_nb)')
@@ -87,9 +90,12 @@ def run_dpsd(args) -> dict:
     privacy = PrivacyConfig(args.mode, args.mechanism, args.k, args.epsilon, args.delta, args.queries)
     cfg = DistillConfig(steps=args.steps, query_batch=args.batch, query_every=args.query_every, query_pool=args.query_pool,
                         query_noise=args.query_noise, final_steps=args.final_steps, refit=args.refit, seed=args.seed)
+    if not (isinstance(args.pairs, int) and 1 <= args.pairs <= args.batch):
+        raise ValueError(f"pairs={args.pairs}: choose 1 <= pairs <= batch ({args.batch}); each pair asks batch // pairs queries per step")
+    cfgs = [replace(cfg, query_batch=args.batch // args.pairs, seed=args.seed + 1000 * i) for i in range(args.pairs)]
     mechanism = privacy.build(data.info.num_classes)  # fail on bad privacy settings before training anything
     teachers, _ = get_teachers(data, tcfg, device, args.cache, progress=not args.quiet)
-    d = Distiller(data.info, teachers, privacy, cfg, [] if args.quiet else [ProgressCallback()], device).fit()
+    d = fit_together(data.info, teachers, privacy, cfgs, [] if args.quiet else [ProgressCallback()], device)  # one pair: the plain loop
     scores = evaluate(d.student, d.generator, data, teachers, tcfg, seed=args.seed, device=device)
     out = Path(args.out)
     save_image_atomic(sample_grid(d.generator, data.info, student=d.student, seed=args.seed), out/'samples.png')
@@ -98,7 +104,7 @@ def run_dpsd(args) -> dict:
     report = {'method': 'dpsd', 'dataset': data.info.name, 'mode': args.mode, 'mechanism': args.mechanism,
               'teachers': args.teachers, 'k': mechanism.k, 'target_epsilon': args.epsilon, 'epsilon': d.epsilon,
               'delta': args.delta, 'privacy_unit': privacy_unit(args.teachers), 'queries': d.queries, **noise,
-              'steps': d.step, 'query_every': args.query_every, 'query_pool': args.query_pool, 'refit': args.refit, **scores, 'seed': args.seed, 'seconds': round(time.time() - t0, 1), 'device': str(device)}
+              'steps': d.step, 'query_every': args.query_every, 'query_pool': args.query_pool, 'pairs': args.pairs, 'refit': args.refit, **scores, 'seed': args.seed, 'seconds': round(time.time() - t0, 1), 'device': str(device)}
     write_report(report, out)
     return report
 
@@ -107,7 +113,7 @@ def run_baseline(args) -> dict:
     if args.method == 'nonprivate':
         args = argparse.Namespace(**{**vars(args), 'epsilon': math.inf, 'mode': 'label', 'mechanism': 'gaussian',
                                      'teachers': 20, 'teacher_epochs': 100, 'k': None, 'queries': 20000,
-                                     'steps': 200, 'batch': 100, 'query_noise': 0.8, 'query_every': 1, 'query_pool': 1,
+                                     'steps': 200, 'batch': 100, 'query_noise': 0.8, 'query_every': 1, 'query_pool': 1, 'pairs': 1,
                                      'final_steps': 100, 'refit': False, 'cache': None})
         return run_dpsd(args) | {'method': 'nonprivate'}
     t0 = time.time()

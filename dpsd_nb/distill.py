@@ -23,7 +23,7 @@ from .accountant import Accountant, calibrate, privacy_unit
 # %% auto 0
 __all__ = ['MODES', 'PrivacyConfig', 'TeacherOracle', 'DistillConfig', 'Callback', 'soft_cross_entropy', 'mode_seeking',
            'ema_warmup', 'Distiller', 'balanced_pick', 'fit', 'accuracy', 'ProgressCallback', 'History', 'state_dict',
-           'load_state_dict', 'Checkpoint', 'FlowGuard']
+           'load_state_dict', 'Checkpoint', 'fit_together', 'FlowGuard']
 
 # %% ../nbs/05_distill.ipynb 5
 MODES = {('label', 'gaussian'): GaussianLabels, ('label', 'rr'): RandomizedResponse, ('data', 'gaussian'): GaussianData}
@@ -283,25 +283,33 @@ def _final_steps(self:Distiller):
         if sched is not None: sched.step()
         if self.ema is not None: self.ema.update_parameters(self.student)
 
-def fit(self:Distiller):
-    "Run the loop for `cfg.steps` iterations (or until a callback stops it); with `cfg.ema`, the student ends as the average."
-    self._cb('before_fit')
-    while self.step < self.cfg.steps and not self.stop:
-        if self._query() is not None: self._cb('after_query')
-        if self.buffer['x']:
-            s = self._student_phase()
-            fit_, diverse = self._generator_phase()
-            self.losses = {'student': s, 'generator_fit': fit_, 'generator_diversity': diverse}
-            if self.ema is not None: self.ema.update_parameters(self.student)
-        self.step += 1
-        self._cb('after_step')
+def _iterate(self:Distiller):
+    "One iteration: a query batch if one is due and the budget allows, then the student's and the generator's updates."
+    if self._query() is not None: self._cb('after_query')
+    if self.buffer['x']:
+        s = self._student_phase()
+        fit_, diverse = self._generator_phase()
+        self.losses = {'student': s, 'generator_fit': fit_, 'generator_diversity': diverse}
+        if self.ema is not None: self.ema.update_parameters(self.student)
+    self.step += 1
+    self._cb('after_step')
+
+def _finish(self:Distiller):
+    "The free final phase (unless stopped), the weight average if any, and `after_fit`."
     if not self.stop:
         self._final_steps()
         if self.ema is not None and self.ema.n_averaged > 0: self.student.load_state_dict(self.ema.module.state_dict())
     self._cb('after_fit')
     return self
 
-for f in (_final_steps, fit): setattr(Distiller, f.__name__, f)
+def fit(self:Distiller):
+    "Run the loop for `cfg.steps` iterations (or until a callback stops it); with `cfg.ema`, the student ends as the average."
+    self._cb('before_fit')
+    while self.step < self.cfg.steps and not self.stop: self._iterate()
+    return self._finish()
+
+for f in (_final_steps, _iterate, _finish, fit): setattr(Distiller, f.__name__, f)
+
 
 # %% ../nbs/05_distill.ipynb 22
 @torch.no_grad()
@@ -365,6 +373,30 @@ class Checkpoint(Callback):
     def after_fit(self, d): save_atomic(d.state_dict(), self.path)
 
 # %% ../nbs/05_distill.ipynb 35
+def fit_together(info:DataInfo, # the data set's shape and classes
+                 teachers, # trained teachers, shared by every pair through one oracle
+                 privacy:PrivacyConfig, # one mechanism and one budget for all pairs
+                 cfgs:list, # one `DistillConfig` per pair: same `steps`, distinct seeds
+                 callbacks:list=(), # attached to the first pair
+                 device=None) -> Distiller:
+    "Train `len(cfgs)` generator-student pairs in lockstep on one budget and one replay buffer; the first pair releases the student."
+    cfgs = list(cfgs)
+    if not cfgs: raise ValueError("cfgs=[]: give one DistillConfig per generator-student pair")
+    seeds = [c.seed for c in cfgs]
+    if len(set(seeds)) < len(seeds):
+        raise ValueError(f"seeds {seeds}: each pair needs its own seed, or two pairs ask the same queries; e.g. seed=cfg.seed + 1000 * i")
+    if len({c.steps for c in cfgs}) > 1: raise ValueError(f"steps {[c.steps for c in cfgs]}: the pairs run in lockstep and need the same steps")
+    first = Distiller(info, teachers, privacy, cfgs[0], callbacks, device)
+    rest = [Distiller(info, teachers, privacy, c, device=device) for c in cfgs[1:]]
+    for d in rest: d.oracle, d.mechanism, d.accountant, d.buffer = first.oracle, first.mechanism, first.accountant, first.buffer
+    first.partners = rest
+    first._cb('before_fit')
+    while first.step < first.cfg.steps and not first.stop:
+        for d in (first, *rest): d._iterate()
+    return first._finish()
+
+
+# %% ../nbs/05_distill.ipynb 38
 class FlowGuard:
     "Records every forward call of the teachers' modules: grad mode, train mode, and whether the oracle made it."
     def __init__(self, teachers):
