@@ -17,7 +17,7 @@ from .data import DATASETS, load_dataset
 from .models import resolve_device
 from .teachers import TeacherConfig, get_teachers
 from .accountant import privacy_unit
-from .distill import Distiller, DistillConfig, PrivacyConfig, ProgressCallback, fit_together
+from .distill import DistillConfig, PrivacyConfig, ProgressCallback, fit_together
 from .evaluate import evaluate, sample_grid, save_image_atomic, train_dpsgd, accuracy, mia_auc
 
 # %% auto 0
