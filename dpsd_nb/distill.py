@@ -178,6 +178,7 @@ class Distiller:
         self.buffer = {'x': [], 'soft': [], 'labels': [], 'noisy': [], 'candidates': []}
         self.callbacks = sorted(callbacks, key=lambda c: getattr(c, 'order', 0))
         self.step, self.stop, self.answer, self.losses = 0, False, None, {}
+        self.last, self.partners = None, []  # this pair's latest answers; the other pairs of `fit_together`
 
     def _cb(self, event):
         for c in self.callbacks: getattr(c, event, lambda d: None)(self)
@@ -341,28 +342,42 @@ class History(Callback):
         self.rows.append(row)
 
 # %% ../nbs/05_distill.ipynb 27
-def state_dict(self:Distiller) -> dict:
-    "Everything needed to resume the run."
+def _pair_state(self:Distiller) -> dict:
+    "This pair's own state: its step, student, generator, optimizers, random state and latest answers."
     return {'step': self.step, 'student': self.student.state_dict(), 'generator': self.generator.state_dict(),
-            'opt_s': self.opt_s.state_dict(), 'opt_g': self.opt_g.state_dict(),
-            'accountant': self.accountant.state_dict(), 'buffer': self.buffer, 'rng': self.rng.get_state(),
-            'privacy': asdict(self.privacy), 'cfg': asdict(self.cfg),
-            'ema': self.ema.state_dict() if self.ema is not None else None}
+            'opt_s': self.opt_s.state_dict(), 'opt_g': self.opt_g.state_dict(), 'rng': self.rng.get_state(), 'last': self.last,
+            'privacy': asdict(self.privacy), 'cfg': asdict(self.cfg), 'ema': self.ema.state_dict() if self.ema is not None else None}
 
-def load_state_dict(self:Distiller, state:dict):
-    "Resume from `state_dict()`; the configurations must match."
+def state_dict(self:Distiller) -> dict:
+    "Everything needed to resume the run: each pair's own state, the accountant and the replay buffer once."
+    return {**self._pair_state(), 'accountant': self.accountant.state_dict(), 'buffer': self.buffer,
+            'partners': [p._pair_state() for p in self.partners]}
+
+def _load_pair(self:Distiller, state:dict):
     if state['privacy'] != asdict(self.privacy) or state['cfg'] != asdict(self.cfg):
         raise ValueError("the checkpoint was made with other settings: build the Distiller with its PrivacyConfig and DistillConfig")
     self.step = state['step']
     for name in ('student', 'generator', 'opt_s', 'opt_g'): getattr(self, name).load_state_dict(state[name])
-    self.accountant.load_state_dict(state['accountant'])
     if self.ema is not None: self.ema.load_state_dict(state['ema'])
-    self.buffer = {k: [t.to(self.device) for t in v] for k, v in state['buffer'].items()}
-    if self.buffer['x']: self.last = (self.buffer['x'][-1], self.buffer['soft'][-1])
+    if state.get('last') is not None: self.last = tuple(t.to(self.device) for t in state['last'])
     self.rng.set_state(state['rng'])
+
+def load_state_dict(self:Distiller, state:dict):
+    "Resume from `state_dict()`; the configurations, and the number of pairs, must match."
+    saved = len(state.get('partners', [])) + 1
+    if saved != len(self.partners) + 1:
+        raise ValueError(f"the checkpoint holds {saved} generator-student pair(s), this run {len(self.partners) + 1}: resume with "
+                         f"fit_together(..., cfgs, state=...) and the {saved} configurations it was made with")
+    self._load_pair(state)
+    self.accountant.load_state_dict(state['accountant'])
+    self.buffer = {k: [t.to(self.device) for t in v] for k, v in state['buffer'].items()}
+    if self.last is None and self.buffer['x']: self.last = (self.buffer['x'][-1], self.buffer['soft'][-1])  # an older checkpoint
+    for p, s in zip(self.partners, state.get('partners', [])):
+        p._load_pair(s)
+        p.buffer = self.buffer
     return self
 
-for f in (state_dict, load_state_dict): setattr(Distiller, f.__name__, f)
+for f in (_pair_state, state_dict, _load_pair, load_state_dict): setattr(Distiller, f.__name__, f)
 
 class Checkpoint(Callback):
     "Saves the run every `every` steps and at the end."
@@ -378,7 +393,9 @@ def fit_together(info:DataInfo, # the data set's shape and classes
                  privacy:PrivacyConfig, # one mechanism and one budget for all pairs
                  cfgs:list, # one `DistillConfig` per pair: same `steps`, distinct seeds
                  callbacks:list=(), # attached to the first pair
-                 device=None) -> Distiller:
+                 device=None,
+                 state:dict=None, # a `Checkpoint`'s saved run (`torch.load(path, weights_only=False)`) to resume
+                ) -> Distiller:
     "Train `len(cfgs)` generator-student pairs in lockstep on one budget and one replay buffer; the first pair releases the student."
     cfgs = list(cfgs)
     if not cfgs: raise ValueError("cfgs=[]: give one DistillConfig per generator-student pair")
@@ -390,7 +407,10 @@ def fit_together(info:DataInfo, # the data set's shape and classes
     rest = [Distiller(info, teachers, privacy, c, device=device) for c in cfgs[1:]]
     for d in rest: d.oracle, d.mechanism, d.accountant, d.buffer = first.oracle, first.mechanism, first.accountant, first.buffer
     first.partners = rest
+    if state is not None: first.load_state_dict(state)
     first._cb('before_fit')
+    for d in rest:  # saved after the first pair's step: the others catch up, in the order the run had
+        while d.step < first.step: d._iterate()
     while first.step < first.cfg.steps and not first.stop:
         for d in (first, *rest): d._iterate()
     return first._finish()
