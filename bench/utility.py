@@ -7,7 +7,8 @@ Same student architecture, same data, same delta and seed for every row; epsilon
 MNIST is meant for a GPU (600 steps per DPSD row); on a CPU its private rows run 300 steps and its
 epsilon = infinity rows 100 by default (--steps to override), and the table says so. The epsilon =
 infinity rows use `inf_teachers` where a setup names them: without noise nothing favours an
-ensemble, and one strong teacher labels best.
+ensemble, and one strong teacher labels best. MNIST's private rows run two generator-student pairs on
+one budget (`fit_together`); they ask the same queries in all as one pair would.
 """
 import argparse
 import json
@@ -16,6 +17,7 @@ import os
 import platform
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -23,7 +25,7 @@ import torch
 from dpsd_nb.data import load_dataset
 from dpsd_nb.models import resolve_device
 from dpsd_nb.teachers import TeacherConfig, get_teachers
-from dpsd_nb.distill import Distiller, DistillConfig, PrivacyConfig, accuracy
+from dpsd_nb.distill import DistillConfig, PrivacyConfig, accuracy, fit_together
 from dpsd_nb.evaluate import train_dpsgd, sample_grid, save_image_atomic
 from dpsd_nb.accountant import privacy_unit
 
@@ -34,7 +36,8 @@ SETUPS = {  # per data set: teachers, DPSD query budgets per epsilon, DP-SGD epo
                   inf_teachers=TeacherConfig(teachers=1, epochs=6, batch_size=64, lr=3e-3, schedule='onecycle'),
                   queries={1.: 200, 10.: 3000, math.inf: 60000}, dpsgd_epochs=5, gpu_steps=600, cpu_steps=dict(private=300, inf=100),
                   inf_cfg=dict(query_noise=0.8, student_steps=8, final_steps=0, ema=0.995),
-                  private_cfg=dict(query_every=6, refit=True, final_steps=600), label_cfg=dict(vote_temperature=0.6)),
+                  private_cfg=dict(query_every=6, refit=True, final_steps=600), label_cfg=dict(vote_temperature=0.6),
+                  pairs=2),  # private rows: two generator-student pairs on one budget (05_distill, "Several pairs, one budget")
 }
 
 
@@ -85,11 +88,13 @@ def main():
             knobs = setup.get('inf_cfg' if math.isinf(eps) else 'private_cfg', {})
             if mode == 'label' and not math.isinf(eps): knobs = {**knobs, **setup.get('label_cfg', {})}  # soft vote targets
             cfg = DistillConfig(steps=steps['inf' if math.isinf(eps) else 'private'], seed=args.seed, **knobs)
-            d = Distiller(data.info, ensembles[M][0], PrivacyConfig(mode, epsilon=eps, delta=delta, queries=q), cfg, device=device).fit()
+            P = 1 if math.isinf(eps) else setup.get('pairs', 1)  # each pair asks query_batch / P; pair i has seed + 1000 i
+            cfgs = [replace(cfg, query_batch=cfg.query_batch // P, seed=args.seed + 1000 * i) for i in range(P)]
+            d = fit_together(data.info, ensembles[M][0], PrivacyConfig(mode, epsilon=eps, delta=delta, queries=q), cfgs, device=device)
             png = f"samples-{args.dataset}-{mode}-eps{eps:g}.png"
             save_image_atomic(sample_grid(d.generator, data.info, student=d.student, seed=args.seed), out/png)
-            rows.append(dict(method='DPSD', mode=mode, teachers=M, accuracy=accuracy(d.student, data.test), epsilon=d.epsilon,
-                             queries=d.queries, steps=d.step, seconds=time.time() - t0, samples=png))
+            rows.append(dict(method='DPSD' if P == 1 else f'DPSD, {P} pairs', mode=mode, teachers=M, accuracy=accuracy(d.student, data.test),
+                             epsilon=d.epsilon, queries=d.queries, steps=d.step, pairs=P, seconds=time.time() - t0, samples=png))
             print(rows[-1], flush=True)
     for eps in (1., 10.):
         t0 = time.time()
