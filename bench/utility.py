@@ -8,7 +8,7 @@ MNIST is meant for a GPU (600 steps per DPSD row); on a CPU its private rows run
 epsilon = infinity rows 100 by default (--steps to override), and the table says so. The epsilon =
 infinity rows use `inf_teachers` where a setup names them: without noise nothing favours an
 ensemble, and one strong teacher labels best. MNIST's private rows run two generator-student pairs on
-one budget (`fit_together`); they ask the same queries in all as one pair would.
+one budget (`fit_together`); they ask as many queries in all as one pair would.
 """
 import argparse
 import json
@@ -17,7 +17,6 @@ import os
 import platform
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -25,7 +24,7 @@ import torch
 from dpsd_nb.data import load_dataset
 from dpsd_nb.models import resolve_device
 from dpsd_nb.teachers import TeacherConfig, get_teachers
-from dpsd_nb.distill import DistillConfig, PrivacyConfig, accuracy, fit_together
+from dpsd_nb.distill import DistillConfig, PrivacyConfig, accuracy, fit_together, pair_configs
 from dpsd_nb.evaluate import train_dpsgd, sample_grid, save_image_atomic
 from dpsd_nb.accountant import privacy_unit
 
@@ -89,8 +88,7 @@ def main():
             if mode == 'label' and not math.isinf(eps): knobs = {**knobs, **setup.get('label_cfg', {})}  # soft vote targets
             cfg = DistillConfig(steps=steps['inf' if math.isinf(eps) else 'private'], seed=args.seed, **knobs)
             P = 1 if math.isinf(eps) else setup.get('pairs', 1)  # each pair asks query_batch / P; pair i has seed + 1000 i
-            cfgs = [replace(cfg, query_batch=cfg.query_batch // P, seed=args.seed + 1000 * i) for i in range(P)]
-            d = fit_together(data.info, ensembles[M][0], PrivacyConfig(mode, epsilon=eps, delta=delta, queries=q), cfgs, device=device)
+            d = fit_together(data.info, ensembles[M][0], PrivacyConfig(mode, epsilon=eps, delta=delta, queries=q), pair_configs(cfg, P), device=device)
             png = f"samples-{args.dataset}-{mode}-eps{eps:g}.png"
             save_image_atomic(sample_grid(d.generator, data.info, student=d.student, seed=args.seed), out/png)
             rows.append(dict(method='DPSD' if P == 1 else f'DPSD, {P} pairs', mode=mode, teachers=M, accuracy=accuracy(d.student, data.test),

@@ -10,14 +10,13 @@ import math
 import os
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 from .data import DATASETS, load_dataset
 from .models import resolve_device
 from .teachers import TeacherConfig, get_teachers
 from .accountant import privacy_unit
-from .distill import DistillConfig, PrivacyConfig, ProgressCallback, fit_together
+from .distill import DistillConfig, PrivacyConfig, ProgressCallback, fit_together, pair_configs
 from .evaluate import evaluate, sample_grid, save_image_atomic, train_dpsgd, accuracy, mia_auc
 
 # %% auto 0
@@ -90,9 +89,7 @@ def run_dpsd(args) -> dict:
     privacy = PrivacyConfig(args.mode, args.mechanism, args.k, args.epsilon, args.delta, args.queries)
     cfg = DistillConfig(steps=args.steps, query_batch=args.batch, query_every=args.query_every, query_pool=args.query_pool,
                         query_noise=args.query_noise, final_steps=args.final_steps, refit=args.refit, seed=args.seed)
-    if not (isinstance(args.pairs, int) and 1 <= args.pairs <= args.batch):
-        raise ValueError(f"pairs={args.pairs}: choose 1 <= pairs <= batch ({args.batch}); each pair asks batch // pairs queries per step")
-    cfgs = [replace(cfg, query_batch=args.batch // args.pairs, seed=args.seed + 1000 * i) for i in range(args.pairs)]
+    cfgs = pair_configs(cfg, args.pairs)  # each asks batch // pairs
     mechanism = privacy.build(data.info.num_classes)  # fail on bad privacy settings before training anything
     teachers, _ = get_teachers(data, tcfg, device, args.cache, progress=not args.quiet)
     d = fit_together(data.info, teachers, privacy, cfgs, [] if args.quiet else [ProgressCallback()], device)  # one pair: the plain loop

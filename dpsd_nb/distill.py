@@ -6,7 +6,7 @@
 from __future__ import annotations
 import math
 import os
-from dataclasses import dataclass, asdict, field
+from dataclasses import dataclass, asdict, field, replace
 from pathlib import Path
 
 import torch
@@ -23,7 +23,7 @@ from .accountant import Accountant, calibrate, privacy_unit
 # %% auto 0
 __all__ = ['MODES', 'PrivacyConfig', 'TeacherOracle', 'DistillConfig', 'Callback', 'soft_cross_entropy', 'mode_seeking',
            'ema_warmup', 'Distiller', 'balanced_pick', 'fit', 'accuracy', 'ProgressCallback', 'History', 'state_dict',
-           'load_state_dict', 'Checkpoint', 'fit_together', 'FlowGuard']
+           'load_state_dict', 'Checkpoint', 'fit_together', 'pair_configs', 'FlowGuard']
 
 # %% ../nbs/05_distill.ipynb 5
 MODES = {('label', 'gaussian'): GaussianLabels, ('label', 'rr'): RandomizedResponse, ('data', 'gaussian'): GaussianData}
@@ -414,6 +414,15 @@ def fit_together(info:DataInfo, # the data set's shape and classes
     while first.step < first.cfg.steps and not first.stop:
         for d in (first, *rest): d._iterate()
     return first._finish()
+
+def pair_configs(cfg:DistillConfig, # the settings of one run
+                 pairs:int, # how many generator-student pairs share its budget
+                ) -> list:
+    "`pairs` copies of `cfg` for `fit_together`: each asks `cfg.query_batch // pairs` queries per query step, pair i has seed `cfg.seed + 1000 i`."
+    if not (isinstance(pairs, int) and 1 <= pairs <= cfg.query_batch):
+        raise ValueError(f"pairs={pairs}: choose 1 <= pairs <= query_batch ({cfg.query_batch}; --batch on the command line); "
+                         f"each pair asks query_batch // pairs queries per step")
+    return [replace(cfg, query_batch=cfg.query_batch // pairs, seed=cfg.seed + 1000 * i) for i in range(pairs)]
 
 
 # %% ../nbs/05_distill.ipynb 38
