@@ -16,7 +16,7 @@ from .data import DATASETS, load_dataset
 from .models import resolve_device
 from .teachers import TeacherConfig, get_teachers
 from .accountant import privacy_unit
-from .distill import DistillConfig, PrivacyConfig, ProgressCallback, fit_together, pair_configs
+from .distill import DistillConfig, PrivacyConfig, ProgressCallback, check_together, fit_together, pair_configs
 from .evaluate import evaluate, sample_grid, save_image_atomic, train_dpsgd, accuracy, mia_auc
 
 # %% auto 0
@@ -55,6 +55,10 @@ def _parser() -> argparse.ArgumentParser:
                      help='generator-student pairs sharing one budget and all answers, each asking --batch / pairs queries (default 1)')
     run.add_argument('--final-steps', type=int, default=100, help='free student updates on all released answers at the end (default 100)')
     run.add_argument('--refit', action='store_true', help='release a fresh student fitted to all released answers (final-steps updates)')
+    run.add_argument('--vote-temperature', type=float, default=0.,
+                     help='label mode, Gaussian votes: final-phase targets softmax(noisy votes / (T sigma)) (default 0: the noisy argmax)')
+    run.add_argument('--denoise', type=int, default=0,
+                     help='multiply the final targets by the prior of students fitted on the other of this many folds (needs --vote-temperature; default 0: off)')
     run.add_argument('--cache', default=None, help='folder of cached teachers (default: $DPSD_NB_CACHE or ~/.cache/dpsd_nb)')
     base = sub.add_parser('baseline', help='the same student without DPSD: dpsgd (Opacus on the private data) or nonprivate (DPSD without noise)')
     base.add_argument('method', choices=['dpsgd', 'nonprivate'])
@@ -88,9 +92,11 @@ def run_dpsd(args) -> dict:
     tcfg = TeacherConfig(teachers=args.teachers, epochs=args.teacher_epochs, seed=args.seed)
     privacy = PrivacyConfig(args.mode, args.mechanism, args.k, args.epsilon, args.delta, args.queries)
     cfg = DistillConfig(steps=args.steps, query_batch=args.batch, query_every=args.query_every, query_pool=args.query_pool,
-                        query_noise=args.query_noise, final_steps=args.final_steps, refit=args.refit, seed=args.seed)
+                        query_noise=args.query_noise, final_steps=args.final_steps, refit=args.refit,
+                        vote_temperature=args.vote_temperature, denoise=args.denoise, seed=args.seed)
     cfgs = pair_configs(cfg, args.pairs)  # each asks batch // pairs
     mechanism = privacy.build(data.info.num_classes)  # fail on bad privacy settings before training anything
+    check_together(privacy, cfg)
     teachers, _ = get_teachers(data, tcfg, device, args.cache, progress=not args.quiet)
     d = fit_together(data.info, teachers, privacy, cfgs, [] if args.quiet else [ProgressCallback()], device)  # one pair: the plain loop
     scores = evaluate(d.student, d.generator, data, teachers, tcfg, seed=args.seed, device=device)
@@ -101,7 +107,8 @@ def run_dpsd(args) -> dict:
     report = {'method': 'dpsd', 'dataset': data.info.name, 'mode': args.mode, 'mechanism': args.mechanism,
               'teachers': args.teachers, 'k': mechanism.k, 'target_epsilon': args.epsilon, 'epsilon': d.epsilon,
               'delta': args.delta, 'privacy_unit': privacy_unit(args.teachers), 'queries': d.queries, **noise,
-              'steps': d.step, 'query_every': args.query_every, 'query_pool': args.query_pool, 'pairs': args.pairs, 'refit': args.refit, **scores, 'seed': args.seed, 'seconds': round(time.time() - t0, 1), 'device': str(device)}
+              'steps': d.step, 'query_every': args.query_every, 'query_pool': args.query_pool, 'pairs': args.pairs, 'refit': args.refit,
+              'vote_temperature': args.vote_temperature, 'denoise': args.denoise, **scores, 'seed': args.seed, 'seconds': round(time.time() - t0, 1), 'device': str(device)}
     write_report(report, out)
     return report
 
@@ -111,7 +118,7 @@ def run_baseline(args) -> dict:
         args = argparse.Namespace(**{**vars(args), 'epsilon': math.inf, 'mode': 'label', 'mechanism': 'gaussian',
                                      'teachers': 20, 'teacher_epochs': 100, 'k': None, 'queries': 20000,
                                      'steps': 200, 'batch': 100, 'query_noise': 0.8, 'query_every': 1, 'query_pool': 1, 'pairs': 1,
-                                     'final_steps': 100, 'refit': False, 'cache': None})
+                                     'final_steps': 100, 'refit': False, 'vote_temperature': 0., 'denoise': 0, 'cache': None})
         return run_dpsd(args) | {'method': 'nonprivate'}
     t0 = time.time()
     device = resolve_device(args.device)

@@ -21,9 +21,10 @@ from .mechanisms import Answer, GaussianLabels, GaussianData, RandomizedResponse
 from .accountant import Accountant, calibrate, privacy_unit
 
 # %% auto 0
-__all__ = ['MODES', 'PrivacyConfig', 'TeacherOracle', 'DistillConfig', 'Callback', 'soft_cross_entropy', 'mode_seeking',
-           'ema_warmup', 'Distiller', 'balanced_pick', 'fit', 'accuracy', 'ProgressCallback', 'History', 'state_dict',
-           'load_state_dict', 'Checkpoint', 'fit_together', 'pair_configs', 'FlowGuard']
+__all__ = ['MODES', 'PrivacyConfig', 'TeacherOracle', 'DistillConfig', 'check_together', 'Callback', 'soft_cross_entropy',
+           'mode_seeking', 'ema_warmup', 'Distiller', 'balanced_pick', 'fit', 'accuracy', 'ProgressCallback', 'History',
+           'state_dict', 'load_state_dict', 'Checkpoint', 'cross_fit_prior', 'fit_together', 'pair_configs',
+           'FlowGuard']
 
 # %% ../nbs/05_distill.ipynb 5
 MODES = {('label', 'gaussian'): GaussianLabels, ('label', 'rr'): RandomizedResponse, ('data', 'gaussian'): GaussianData}
@@ -100,6 +101,8 @@ class DistillConfig:
     ema:float=0. # > 0: release a moving average of the student's weights, decay per iteration at most this
     vote_temperature:float=0. # > 0 (label mode, Gaussian votes): final-phase targets softmax(noisy votes / (this * sigma))
     refit:bool=False # release a fresh student trained `final_steps` updates on all released answers (cosine lr)
+    denoise:int=0 # >= 2: multiply each final target by the prior of students fitted on the other of this many folds (0: off)
+    denoise_weight:float=0.5 # exponent of that prior: target^1 * prior^this, renormalized
     seed:int=0
 
     def __post_init__(self):
@@ -118,6 +121,21 @@ class DistillConfig:
         if self.refit and not self.final_steps: raise ValueError("refit=True with final_steps=0: the fresh student needs final_steps >= 1 updates")
         if not (isinstance(self.final_steps, int) and self.final_steps >= 0):
             raise ValueError(f"final_steps={self.final_steps!r}: must be an integer >= 0")
+        if not (isinstance(self.denoise, int) and (self.denoise == 0 or self.denoise >= 2)):
+            raise ValueError(f"denoise={self.denoise!r}: the number of folds, an integer >= 2 (0 turns denoising off)")
+        if self.denoise and not self.vote_temperature:
+            raise ValueError(f"denoise={self.denoise} with vote_temperature=0: one-hot targets times a prior stay the same one-hot; "
+                             "set vote_temperature > 0 (label mode, Gaussian votes)")
+        if self.denoise and not self.final_steps: raise ValueError(f"denoise={self.denoise} with final_steps=0: the fold students need final_steps >= 1 updates")
+        if not (isinstance(self.denoise_weight, (int, float)) and 0 < self.denoise_weight < math.inf):
+            raise ValueError(f"denoise_weight={self.denoise_weight!r}: a finite exponent > 0")
+
+def check_together(privacy:PrivacyConfig, cfg:DistillConfig):
+    "Raise a clear error if `cfg` asks for something `privacy`'s mechanism does not release."
+    if cfg.vote_temperature and (privacy.mode, privacy.mechanism) != ('label', 'gaussian'):
+        raise ValueError(f"vote_temperature={cfg.vote_temperature}: soft vote targets need mode='label' with mechanism='gaussian' "
+                         f"(this run: mode={privacy.mode!r}, mechanism={privacy.mechanism!r}); set vote_temperature=0")
+
 
 # %% ../nbs/05_distill.ipynb 13
 class Callback:
@@ -168,9 +186,7 @@ class Distiller:
             torch.manual_seed(cfg.seed)
             self.student = student_cnn(info).to(self.device)
             self.generator = Generator(info, cfg.latent, conditional=True).to(self.device)
-        if cfg.vote_temperature and (privacy.mode, privacy.mechanism) != ('label', 'gaussian'):
-            raise ValueError(f"vote_temperature={cfg.vote_temperature}: soft vote targets need mode='label' with mechanism='gaussian' "
-                             f"(this run: mode={privacy.mode!r}, mechanism={privacy.mechanism!r}); set vote_temperature=0")
+        check_together(privacy, cfg)
         self.ema = AveragedModel(self.student, multi_avg_fn=ema_warmup(cfg.ema)) if cfg.ema else None
         self.opt_s = torch.optim.Adam(self.student.parameters(), lr=cfg.lr_student)
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=cfg.lr_generator, betas=(0.5, 0.999))
@@ -228,12 +244,13 @@ def _query(self:Distiller):
     return answer
 
 def _final_targets(self:Distiller):
-    "The final phase's targets: the released soft labels, or with `vote_temperature` the softened noisy votes."
+    "The final phase's targets: the released soft labels, or with `vote_temperature` the softened noisy votes (with `denoise`, denoised)."
     soft = torch.cat(self.buffer['soft'])
     if not self.cfg.vote_temperature or self.mechanism.sigma == 0: return soft  # sigma = 0: the clean plurality, one-hot
     noisy, cand = torch.cat(self.buffer['noisy']), torch.cat(self.buffer['candidates'])
     t = self.cfg.vote_temperature * self.mechanism.sigma
-    return torch.full_like(soft, -math.inf).scatter(1, cand, noisy / t).softmax(1)  # non-candidates get probability 0
+    soft = torch.full_like(soft, -math.inf).scatter(1, cand, noisy / t).softmax(1)  # non-candidates get probability 0
+    return self._denoise(soft) if self.cfg.denoise else soft
 
 def _train_student(self:Distiller, x, soft):
     self.student.train()
@@ -267,21 +284,34 @@ def _generator_phase(self:Distiller):
 for f in (_query, _final_targets, _train_student, _student_phase, _generator_phase): setattr(Distiller, f.__name__, f)
 
 # %% ../nbs/05_distill.ipynb 19
+def _batch(self:Distiller, n:int):
+    "Indices of a random student batch out of `n` released answers."
+    return torch.randint(n, (min(self.cfg.student_batch, n),), generator=self.rng, device=self.device)
+
+def _fresh_student(self:Distiller, X, Y, seed:int):
+    "A new student (initial weights from `seed`) and its optimizer, fitted `final_steps` updates to `(X, Y)` with a cosine learning rate."
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        student = student_cnn(self.info).to(self.device)
+    opt = torch.optim.Adam(student.parameters(), lr=self.cfg.lr_student)
+    n = self.cfg.final_steps
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 0.5 * (1 + math.cos(math.pi * t / n)))
+    for _ in range(n):
+        idx = self._batch(len(X))
+        student.train(); loss = soft_cross_entropy(student(X[idx]), Y[idx])
+        opt.zero_grad(); loss.backward(); opt.step(); sched.step()
+    return student, opt
+
 def _final_steps(self:Distiller):
     "Free post-processing: `final_steps` student updates on random batches of every released answer (with `refit`, of a fresh student)."
     if not self.buffer['x']: return
     X, Y = torch.cat(self.buffer['x']), self._final_targets()
-    n, sched = self.cfg.final_steps, None
     if self.cfg.refit:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.cfg.seed + 1)
-            self.student = student_cnn(self.info).to(self.device)
-        self.opt_s = torch.optim.Adam(self.student.parameters(), lr=self.cfg.lr_student)
-        sched = torch.optim.lr_scheduler.LambdaLR(self.opt_s, lambda t: 0.5 * (1 + math.cos(math.pi * t / n)))
-    for _ in range(n):
-        idx = torch.randint(len(X), (min(self.cfg.student_batch, len(X)),), generator=self.rng, device=self.device)
+        self.student, self.opt_s = self._fresh_student(X, Y, self.cfg.seed + 1)
+        return
+    for _ in range(self.cfg.final_steps):
+        idx = self._batch(len(X))
         self._train_student(X[idx], Y[idx])
-        if sched is not None: sched.step()
         if self.ema is not None: self.ema.update_parameters(self.student)
 
 def _iterate(self:Distiller):
@@ -309,7 +339,7 @@ def fit(self:Distiller):
     while self.step < self.cfg.steps and not self.stop: self._iterate()
     return self._finish()
 
-for f in (_final_steps, _iterate, _finish, fit): setattr(Distiller, f.__name__, f)
+for f in (_batch, _fresh_student, _final_steps, _iterate, _finish, fit): setattr(Distiller, f.__name__, f)
 
 
 # %% ../nbs/05_distill.ipynb 22
@@ -388,6 +418,33 @@ class Checkpoint(Callback):
     def after_fit(self, d): save_atomic(d.state_dict(), self.path)
 
 # %% ../nbs/05_distill.ipynb 35
+def cross_fit_prior(X:torch.Tensor, # (N, ...) the released queries
+                    Y:torch.Tensor, # (N, classes) their targets
+                    folds:int, # how many parts: each part's prior comes from a classifier fitted on the others
+                    fit, # fit(X, Y, i) -> a classifier fitted to (X, Y); i counts the folds
+                    generator:torch.Generator, # cuts the folds
+                   ) -> torch.Tensor:
+    "Log-probabilities (N, classes) of each query's class, from a classifier fitted without that query's fold."
+    if not (isinstance(folds, int) and 2 <= folds <= len(X)):
+        raise ValueError(f"folds={folds!r}: choose 2 <= folds <= {len(X)}, the number of answers")
+    fold = torch.randperm(len(X), generator=generator, device=X.device) % folds
+    prior = torch.empty_like(Y)
+    for i in range(folds):
+        held = fold == i
+        model = fit(X[~held], Y[~held], i).eval()
+        with torch.no_grad(): prior[held] = model(X[held]).log_softmax(1)
+    return prior
+
+def _denoise(self:Distiller, soft):
+    "The targets `soft` times the `denoise_weight` power of the cross-fitted prior of fresh students, renormalized."
+    fit = lambda x, y, i: self._fresh_student(x, y, self.cfg.seed + 2 + i)[0]
+    prior = cross_fit_prior(torch.cat(self.buffer['x']), soft, self.cfg.denoise, fit, self.rng)
+    return (soft.log() + self.cfg.denoise_weight * prior).softmax(1)
+
+Distiller._denoise = _denoise
+
+
+# %% ../nbs/05_distill.ipynb 38
 def fit_together(info:DataInfo, # the data set's shape and classes
                  teachers, # trained teachers, shared by every pair through one oracle
                  privacy:PrivacyConfig, # one mechanism and one budget for all pairs
@@ -425,7 +482,7 @@ def pair_configs(cfg:DistillConfig, # the settings of one run
     return [replace(cfg, query_batch=cfg.query_batch // pairs, seed=cfg.seed + 1000 * i) for i in range(pairs)]
 
 
-# %% ../nbs/05_distill.ipynb 38
+# %% ../nbs/05_distill.ipynb 41
 class FlowGuard:
     "Records every forward call of the teachers' modules: grad mode, train mode, and whether the oracle made it."
     def __init__(self, teachers):
