@@ -35,7 +35,7 @@ SETUPS = {  # per data set: teachers, DPSD query budgets per epsilon, DP-SGD epo
                   inf_teachers=TeacherConfig(teachers=1, epochs=6, batch_size=64, lr=3e-3, schedule='onecycle'),
                   queries={1.: 200, 10.: 3000, math.inf: 60000}, dpsgd_epochs=5, gpu_steps=600, cpu_steps=dict(private=300, inf=100),
                   inf_cfg=dict(query_noise=0.8, student_steps=8, final_steps=0, ema=0.995),
-                  private_cfg=dict(query_every=6, refit=True, final_steps=600), label_cfg=dict(vote_temperature=0.6),
+                  private_cfg=dict(query_every=6, refit=True, final_steps=600), label_cfg=dict(vote_temperature=0.6, denoise=4),
                   pairs=2),  # private rows: two generator-student pairs on one budget (05_distill, "Several pairs, one budget")
 }
 
@@ -83,7 +83,8 @@ def main():
             # buffer, then dominated by the early generator's queries (it lowered 0.953 to 0.94 after 400 steps),
             # and the released student is the average of its weights (0.953 against 0.946 after 600 steps)
             # with noise on MNIST: queries every 6th step (a better-trained generator asks the later ones), the released
-            # student refitted from scratch on every answer, in label mode to the softened noisy votes (see 05_distill)
+            # student refitted from scratch on every answer, in label mode to the softened noisy votes, denoised by students
+            # fitted on the other folds of the answers (see 05_distill)
             knobs = setup.get('inf_cfg' if math.isinf(eps) else 'private_cfg', {})
             if mode == 'label' and not math.isinf(eps): knobs = {**knobs, **setup.get('label_cfg', {})}  # soft vote targets
             cfg = DistillConfig(steps=steps['inf' if math.isinf(eps) else 'private'], seed=args.seed, **knobs)
