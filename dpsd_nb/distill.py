@@ -135,6 +135,8 @@ def check_together(privacy:PrivacyConfig, cfg:DistillConfig):
     if cfg.vote_temperature and (privacy.mode, privacy.mechanism) != ('label', 'gaussian'):
         raise ValueError(f"vote_temperature={cfg.vote_temperature}: soft vote targets need mode='label' with mechanism='gaussian' "
                          f"(this run: mode={privacy.mode!r}, mechanism={privacy.mechanism!r}); set vote_temperature=0")
+    if cfg.denoise > privacy.queries:
+        raise ValueError(f"denoise={cfg.denoise}: more folds than answers (queries={privacy.queries}); choose 2 <= denoise <= queries")
 
 
 # %% ../nbs/05_distill.ipynb 13
