@@ -1,6 +1,9 @@
 """Privacy/utility table: DPSD (label and data mode) at epsilon 1, 10 and infinity, DP-SGD at 1 and 10, and the teachers.
 
-Same student architecture, same data, same delta and seed for every row; epsilon is the one achieved.
+Same student architecture, same data, same delta and seed for every row; epsilon is the one achieved, every
+epsilon under replace-one (DP-SGD's too, accounted by dpsd_nb.accountant.epsilon_dpsgd, not Opacus's add/remove
+number). The privacy noise is secret (drawn from the OS's entropy), so a rerun draws other noise: each private
+row is one draw. The settings were chosen in earlier sessions by test accuracy, not on a validation split.
     python bench/utility.py                      # digits, CPU
     python bench/utility.py --dataset mnist      # MNIST from ../shared/data (250 teachers)
 
@@ -26,7 +29,8 @@ from dpsd_nb.models import resolve_device
 from dpsd_nb.teachers import TeacherConfig, get_teachers
 from dpsd_nb.distill import DistillConfig, PrivacyConfig, accuracy, fit_together, pair_configs
 from dpsd_nb.evaluate import train_dpsgd, sample_grid, save_image_atomic
-from dpsd_nb.accountant import privacy_unit
+from dpsd_nb.accountant import NEIGHBOUR_RELATION, privacy_unit
+from dpsd_nb.mechanisms import noise_note
 
 SETUPS = {  # per data set: teachers, DPSD query budgets per epsilon, DP-SGD epochs
     'digits': dict(teachers=TeacherConfig(teachers=20, epochs=100), queries={1.: 100, 10.: 100, math.inf: 20000}, dpsgd_epochs=30,
@@ -105,9 +109,12 @@ def main():
         print(f"{r['method']:22} {r['mode']:6} {r['teachers'] or '-':>8} {r['accuracy']:8.4f} {r['epsilon']:8.3f} {r['queries']:8d} {r['seconds']:8.1f}")
     if note: print(note)
     unit = privacy_unit(setup['teachers'].teachers)
-    print(f"\n{args.dataset}: {setup['teachers'].teachers} teachers on disjoint parts; privacy unit: {unit}")
+    print(f"\n{args.dataset}: {setup['teachers'].teachers} teachers on disjoint parts; every epsilon {NEIGHBOUR_RELATION}; privacy unit: {unit}")
+    selection = ("settings chosen in earlier sessions by test accuracy (some on this seed), not on a validation split; "
+                 "tuning on private data is not accounted for (Papernot & Steinke 2022)")
     report = dict(dataset=args.dataset, machine=machine, command=command, note=note, delta=delta, seed=args.seed,
-                  teachers=setup['teachers'].teachers, privacy_unit=unit, steps=steps,
+                  teachers=setup['teachers'].teachers, neighbour_relation=NEIGHBOUR_RELATION, privacy_unit=unit,
+                  noise=noise_note(None), selection=selection, steps=steps,
                   rows=[{**r, 'epsilon': 'inf' if math.isinf(r['epsilon']) else r['epsilon']} for r in rows])
     tmp = out/f'.utility-{args.dataset}.json.tmp'
     tmp.write_text(json.dumps(report, indent=1)); os.replace(tmp, out/f'utility-{args.dataset}.json')

@@ -13,17 +13,21 @@ from fastcore.basics import patch
 from .mechanisms import GaussianEvent, RREvent, GaussianLabels, GaussianData, RandomizedResponse, rr_keep_prob
 
 # %% auto 0
-__all__ = ['DEFAULT_ORDERS', 'privacy_unit', 'rdp_gaussian', 'rdp_rr', 'rdp', 'pure_epsilon', 'conversion', 'eps_from_rdp',
-           'epsilon_gaussian', 'epsilon_rr', 'calibrate_gaussian', 'calibrate_rr', 'calibrate', 'Accountant']
+__all__ = ['NEIGHBOUR_RELATION', 'DEFAULT_ORDERS', 'privacy_unit', 'rdp_gaussian', 'rdp_rr', 'rdp', 'pure_epsilon', 'conversion',
+           'eps_from_rdp', 'epsilon_gaussian', 'epsilon_rr', 'calibrate_gaussian', 'calibrate_rr', 'calibrate',
+           'Accountant', 'rdp_sampled_gaussian', 'epsilon_dpsgd', 'calibrate_dpsgd']
 
 # %% ../nbs/04_accountant.ipynb 5
+NEIGHBOUR_RELATION = 'replace-one'  # the relation of every epsilon the package reports, DP-SGD's included
+
 def privacy_unit(M:int, # number of teachers
                 ) -> str:
     "The sentence that says what the (epsilon, delta) guarantee protects, for `M` teachers."
     if isinstance(M, bool) or not isinstance(M, int) or M < 1: raise ValueError(f"M={M!r}: the number of teachers must be an integer >= 1")
     who = ("one teacher trained on the whole private data set, so one record can change every answer"
-           if M == 1 else f"{M} teachers on disjoint partitions of the private data, so one record changes one teacher's votes in every answer")
-    return ("(epsilon, delta)-DP for one private record under replace-one adjacency (record-level); "
+           if M == 1 else f"{M} teachers on disjoint parts of the private data, cut by record position alone, so one record changes one teacher's votes in every answer")
+    return (f"(epsilon, delta)-DP for one private record under {NEIGHBOUR_RELATION} adjacency (record-level: the data sets have the same "
+            "size and differ in one record, its label, its image or both); "
             f"{who}; every query answered is composed, with no sub-sampling amplification.")
 
 # %% ../nbs/04_accountant.ipynb 9
@@ -242,3 +246,46 @@ def load_state_dict(self:Accountant, state:dict):
     self.ledger = self._merged([_EVENTS[d['type']](**{k: v for k, v in d.items() if k != 'type'}) for d in state['ledger']])
     self.history = [tuple(h) for h in state['history']]
     return self
+
+# %% ../nbs/04_accountant.ipynb 42
+def rdp_sampled_gaussian(q:float, # Poisson sampling rate of one step, in (0, 1]
+                         noise_multiplier:float, # z: noise std / clipping norm, > 0
+                         orders=DEFAULT_ORDERS, # Renyi orders alpha > 1
+                         per_std:int=40, # grid points per noise std of the numerical integral
+                        ) -> np.ndarray:
+    "RDP of one Poisson-subsampled Gaussian step (DP-SGD) under replace-one, by numerical integration at each order."
+    if not 0 < q <= 1: raise ValueError(f"q={q!r}: the sampling rate must lie in (0, 1]")
+    z, a = _check_positive('noise_multiplier', noise_multiplier, 'the noise multiplier'), _orders(orders)
+    L = 2 * a.max() + 2 + 14 * z  # the integrand of order alpha peaks between -alpha and 1 - 2 alpha, width z
+    x = np.linspace(-L, L, int(2 * L / z * per_std) + 1)
+    log_phi = lambda m: -(x - m)**2 / (2 * z**2) - math.log(z * math.sqrt(2 * math.pi))
+    mix = lambda m: np.logaddexp(math.log1p(-q) + log_phi(0.), math.log(q) + log_phi(m)) if q < 1 else log_phi(m)
+    lp, lq = mix(-1.), mix(1.)
+    out = np.empty_like(a)
+    for i, al in enumerate(a):
+        e = al * lp + (1 - al) * lq
+        out[i] = (e.max() + math.log(np.exp(e - e.max()).sum() * (x[1] - x[0]))) / (al - 1)
+    return out * (1 + 1e-6) + 1e-12  # a margin above the integration's rounding: never below the true value
+
+# %% ../nbs/04_accountant.ipynb 45
+def epsilon_dpsgd(q:float, # Poisson sampling rate
+                  noise_multiplier:float, # noise std / clipping norm
+                  steps:int, # DP-SGD steps taken
+                  delta:float, # target delta
+                 ) -> float:
+    "Epsilon at `delta` of `steps` DP-SGD steps under replace-one: numerical RDP, composition, Balle et al. conversion."
+    return eps_from_rdp(_check_queries(steps) * rdp_sampled_gaussian(q, noise_multiplier), _check_delta(delta))[0]
+
+def calibrate_dpsgd(target_epsilon:float, # epsilon to reach after all steps
+                    delta:float, # target delta
+                    q:float, # Poisson sampling rate
+                    steps:int, # DP-SGD steps that will be taken
+                   ) -> float:
+    "The smallest noise multiplier (to 1e-4 relative) whose `steps` DP-SGD steps are (target_epsilon, delta)-DP under replace-one."
+    target = _check_positive('target_epsilon', target_epsilon, 'the target epsilon')
+    lo, hi = 0.05, 1.
+    while epsilon_dpsgd(q, hi, steps, delta) > target: lo, hi = hi, hi * 2
+    while hi / lo > 1 + 1e-4:
+        mid = math.sqrt(lo * hi)
+        lo, hi = (mid, hi) if epsilon_dpsgd(q, mid, steps, delta) > target else (lo, mid)
+    return hi

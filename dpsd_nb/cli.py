@@ -12,12 +12,13 @@ import sys
 import time
 from pathlib import Path
 
-from .data import DATASETS, load_dataset
+from .data import DATASETS, load_dataset, partition
 from .models import resolve_device
 from .teachers import TeacherConfig, get_teachers
-from .accountant import privacy_unit
+from .accountant import NEIGHBOUR_RELATION, privacy_unit
+from .mechanisms import noise_note
 from .distill import DistillConfig, PrivacyConfig, ProgressCallback, check_together, fit_together, pair_configs
-from .evaluate import evaluate, sample_grid, save_image_atomic, train_dpsgd, accuracy, mia_auc
+from .evaluate import NOT_PRIVATE, evaluate, sample_grid, save_image_atomic, train_dpsgd, accuracy, mia_auc
 
 # %% auto 0
 __all__ = ['write_report', 'run_dpsd', 'run_baseline', 'main']
@@ -29,7 +30,9 @@ def _common(p):
     p.add_argument('--download', action='store_true', help='let torchvision download missing data')
     p.add_argument('--epsilon', type=float, default=10., help="target epsilon ('inf': no noise; default 10)")
     p.add_argument('--delta', type=float, default=1e-5, help='target delta (default 1e-5)')
-    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--seed', type=int, default=0, help='seed of the teachers, the generator, the student and the batches (not of the noise)')
+    p.add_argument('--noise-seed', type=int, default=None,
+                   help='reproducible privacy noise, for teaching and tests only: the guarantee does NOT hold against anyone who knows it (default: secret noise)')
     p.add_argument('--device', default=None, help='cuda, mps or cpu (default: the best available)')
     p.add_argument('--out', default='runs/latest', help='output folder (default: runs/latest)')
     p.add_argument('--quiet', action='store_true', help='no progress bars')
@@ -90,13 +93,14 @@ def run_dpsd(args) -> dict:
     device = resolve_device(args.device)
     data = load_dataset(args.dataset, args.root, args.download)
     tcfg = TeacherConfig(teachers=args.teachers, epochs=args.teacher_epochs, seed=args.seed)
-    privacy = PrivacyConfig(args.mode, args.mechanism, args.k, args.epsilon, args.delta, args.queries)
+    privacy = PrivacyConfig(args.mode, args.mechanism, args.k, args.epsilon, args.delta, args.queries, args.noise_seed)
     cfg = DistillConfig(steps=args.steps, query_batch=args.batch, query_every=args.query_every, query_pool=args.query_pool,
                         query_noise=args.query_noise, final_steps=args.final_steps, refit=args.refit,
                         vote_temperature=args.vote_temperature, denoise=args.denoise, seed=args.seed)
     cfgs = pair_configs(cfg, args.pairs)  # each asks batch // pairs
     mechanism = privacy.build(data.info.num_classes)  # fail on bad privacy settings before training anything
     check_together(privacy, cfg)
+    partition(data.train, tcfg.teachers, tcfg.seed)  # too many teachers: an error before any model is built
     teachers, _ = get_teachers(data, tcfg, device, args.cache, progress=not args.quiet)
     d = fit_together(data.info, teachers, privacy, cfgs, [] if args.quiet else [ProgressCallback()], device)  # one pair: the plain loop
     scores = evaluate(d.student, d.generator, data, teachers, tcfg, seed=args.seed, device=device)
@@ -106,7 +110,8 @@ def run_dpsd(args) -> dict:
     noise = {'eps0': mechanism.eps0} if args.mechanism == 'rr' else {'sigma': mechanism.sigma}
     report = {'method': 'dpsd', 'dataset': data.info.name, 'mode': args.mode, 'mechanism': args.mechanism,
               'teachers': args.teachers, 'k': mechanism.k, 'target_epsilon': args.epsilon, 'epsilon': d.epsilon,
-              'delta': args.delta, 'privacy_unit': privacy_unit(args.teachers), 'queries': d.queries, **noise,
+              'delta': args.delta, 'neighbour_relation': NEIGHBOUR_RELATION, 'privacy_unit': privacy_unit(args.teachers),
+              'noise': noise_note(args.noise_seed), 'queries': d.queries, **noise,
               'steps': d.step, 'query_every': args.query_every, 'query_pool': args.query_pool, 'pairs': args.pairs, 'refit': args.refit,
               'vote_temperature': args.vote_temperature, 'denoise': args.denoise, **scores, 'seed': args.seed, 'seconds': round(time.time() - t0, 1), 'device': str(device)}
     write_report(report, out)
@@ -123,11 +128,14 @@ def run_baseline(args) -> dict:
     t0 = time.time()
     device = resolve_device(args.device)
     data = load_dataset(args.dataset, args.root, args.download)
-    student, eps = train_dpsgd(data, args.epsilon, args.delta, args.epochs, seed=args.seed, device=device, progress=not args.quiet)
+    student, eps = train_dpsgd(data, args.epsilon, args.delta, args.epochs, seed=args.seed, device=device, progress=not args.quiet,
+                               noise_seed=args.noise_seed)
     report = {'method': 'dpsgd', 'dataset': data.info.name, 'target_epsilon': args.epsilon, 'epsilon': eps, 'delta': args.delta,
-              'privacy_unit': 'one record of the private train split (replace-one), DP-SGD with Poisson sampling, RDP accounting (Opacus)',
-              'epochs': args.epochs, 'student_accuracy': accuracy(student, data.test),
-              'mia_auc_student': mia_auc(student, data.train, data.test), 'seed': args.seed,
+              'neighbour_relation': NEIGHBOUR_RELATION,
+              'privacy_unit': (f'(epsilon, delta)-DP for one record of the private train split under {NEIGHBOUR_RELATION} adjacency; '
+                               'DP-SGD with Poisson sampling, RDP of the sampled Gaussian under replace-one (dpsd_nb.accountant.epsilon_dpsgd)'),
+              'noise': noise_note(args.noise_seed), 'epochs': args.epochs, 'student_accuracy': accuracy(student, data.test),
+              'not_private': {'note': NOT_PRIVATE, 'mia_auc_student': mia_auc(student, data.train, data.test)}, 'seed': args.seed,
               'seconds': round(time.time() - t0, 1), 'device': str(device)}
     write_report(report, args.out)
     return report

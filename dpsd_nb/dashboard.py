@@ -26,7 +26,7 @@ from torchvision.utils import make_grid
 from .data import DATASETS, load_dataset
 from .models import default_device, resolve_device
 from .teachers import TeacherConfig, get_teachers, teacher_logits
-from .mechanisms import RandomizedResponse, GaussianData, explain, project_simplex
+from .mechanisms import RandomizedResponse, GaussianData, explain, noise_generator, noise_note, project_simplex
 from .accountant import Accountant, epsilon_gaussian, privacy_unit
 from .evaluate import sample_grid
 from .distill import Callback, Distiller, DistillConfig, PrivacyConfig, accuracy
@@ -74,6 +74,7 @@ def privacy_summary(privacy:PrivacyConfig, # the privacy knobs
     html = (f"{noise}<br>one answer alone: epsilon = <b>{one:.3g}</b>; all {privacy.queries} answers: "
             f"epsilon = <b>{total:.3g}</b> at delta = {privacy.delta:.0e}"
             f"<br><small>{escape(privacy_unit(teachers))}</small>")
+    if privacy.noise_seed is not None: html += f"<br><b style='color:#b00020'>{escape(noise_note(privacy.noise_seed))}</b>"
     return mech, html
 
 # %% ../nbs/07_dashboard.ipynb 13
@@ -135,8 +136,10 @@ class Dashboard(Callback):
                  root=None, # folder of the torchvision data sets (see `load_dataset`)
                  device=None, # default: `default_device()` (a GPU when there is one)
                  static:bool=False, # plain plotly figures redrawn through `display` (no widgets needed)
+                 noise_seed:int|None=None, # reproducible noise for a lecture's replay; the privacy panel then says the guarantee is void
                 ):
         self.every, self.share, self.teacher_epochs, self.root, self.static = every, share, teacher_epochs, root, static
+        self.noise_seed = noise_seed
         self.device = resolve_device(device) if device is not None else default_device()
         self.controls = _controls(dataset, mode, mechanism, teachers, k, epsilon, delta, queries, query_batch, steps, seed, eval_every)
         self.figs = _figures(widget=not static)
@@ -178,7 +181,7 @@ def privacy(self:Dashboard) -> PrivacyConfig:
     "The `PrivacyConfig` the knobs describe (raises `ValueError` on a bad combination)."
     c = {n: w.value for n, w in self.controls.items()}
     return PrivacyConfig(mode=c['mode'], mechanism=c['mechanism'], k=c['k'], epsilon=float(c['epsilon']),
-                         delta=float(c['delta']), queries=c['queries'])
+                         delta=float(c['delta']), queries=c['queries'], noise_seed=self.noise_seed)
 
 @patch
 def update_privacy(self:Dashboard):
@@ -211,7 +214,7 @@ def after_query(self:Dashboard, d):
         training = d.student.training
         probs = d.student.eval()(x).softmax(1)[:1]
         d.student.train(training)
-        ex = explain(d.mechanism, teacher_logits(self.teachers, x[:1]), probs, torch.Generator(d.device).manual_seed(0))
+        ex = explain(d.mechanism, teacher_logits(self.teachers, x[:1]), probs, noise_generator(d.device))
     cand, clean = ex.answer.candidates[0], ex.clean[0]
     # the released answer; a fresh draw of the same mechanism if a near tie changed the candidates' order
     released = torch.equal(cand, d.answer.candidates[0])

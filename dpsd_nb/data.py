@@ -96,22 +96,13 @@ def load_dataset(name:str='digits', # one of `DATASETS`
     return _torchvision(key, Path(root) if root is not None else default_root(), download)
 
 # %% ../nbs/00_data.ipynb 19
-def partition(train:TensorDataset, # the private split to cut
+def partition(train:TensorDataset|int, # the private split to cut, or its number of records
               M:int, # number of disjoint parts (one per teacher)
-              seed:int=0, # seed of the shuffle
+              seed:int=0, # seed of the shuffle of positions
              ) -> list[torch.Tensor]:
-    "`M` disjoint, class-stratified index sets covering `train`, sizes within one of each other."
-    labels = train.tensors[1]
-    counts = torch.bincount(labels)
-    if not isinstance(M, int) or M < 1: raise ValueError(f"M={M!r}: the number of teachers must be an integer >= 1")
-    if M > counts.min():
-        raise ValueError(f"M={M} teachers: the smallest class has only {counts.min().item()} records, so at most "
-                         f"{counts.min().item()} disjoint parts can each hold every class; choose M <= {counts.min().item()}")
-    g = torch.Generator().manual_seed(seed)
-    parts, offset = [[] for _ in range(M)], 0
-    for c in range(len(counts)):
-        idx = torch.nonzero(labels == c).flatten()
-        idx = idx[torch.randperm(len(idx), generator=g)]
-        for j, chunk in enumerate(torch.tensor_split(idx, M)): parts[(j + offset) % M].append(chunk)
-        offset += len(idx) % M  # parts that got a larger chunk of this class get a smaller one next
-    return [torch.cat(p).sort().values for p in parts]
+    "`M` disjoint index sets covering positions `0..n-1`, sizes within one; they depend on `n`, `M` and `seed` only."
+    n = train if isinstance(train, int) else len(train)
+    if isinstance(M, bool) or not isinstance(M, int) or not 1 <= M <= n:
+        raise ValueError(f"M={M!r}: the number of teachers must be an integer in 1..{n} (each part needs a record)")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return [p.sort().values for p in torch.tensor_split(order, M)]

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from .data import DataInfo
 from .models import Generator, student_cnn, resolve_device
 from .teachers import teacher_logits, save_atomic
-from .mechanisms import Answer, GaussianLabels, GaussianData, RandomizedResponse
+from .mechanisms import Answer, GaussianLabels, GaussianData, RandomizedResponse, noise_generator
 from .accountant import Accountant, calibrate, privacy_unit
 
 # %% auto 0
@@ -38,6 +38,7 @@ class PrivacyConfig:
     epsilon:float=10. # target epsilon after all queries; math.inf: non-private (no noise)
     delta:float=1e-5 # target delta
     queries:int=100 # queries the noise is calibrated for; the loop never answers more
+    noise_seed:int|None=None # None: secret noise; an int: reproducible noise (teaching, tests), NOT private against whoever knows it
 
     def __post_init__(self):
         if (self.mode, self.mechanism) not in MODES:
@@ -51,6 +52,7 @@ class PrivacyConfig:
             raise ValueError(f"queries={self.queries!r}: the query budget must be an integer >= 1")
         if self.k is not None and not (isinstance(self.k, int) and self.k >= 1):
             raise ValueError(f"k={self.k!r}: the number of candidate classes must be an integer >= 1")
+        noise_generator('cpu', self.noise_seed)  # checks it: an int or None
         if self.mechanism == 'rr' and math.isinf(self.epsilon):
             raise ValueError("epsilon=inf with randomized response: use mechanism='gaussian' for the non-private reference")
 
@@ -192,7 +194,8 @@ class Distiller:
         self.ema = AveragedModel(self.student, multi_avg_fn=ema_warmup(cfg.ema)) if cfg.ema else None
         self.opt_s = torch.optim.Adam(self.student.parameters(), lr=cfg.lr_student)
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=cfg.lr_generator, betas=(0.5, 0.999))
-        self.rng = torch.Generator(self.device).manual_seed(cfg.seed)
+        self.rng = torch.Generator(self.device).manual_seed(cfg.seed)  # queries, batches: reproducible
+        self.noise = noise_generator(self.device, privacy.noise_seed)  # the mechanism's noise: secret unless noise_seed
         self.buffer = {'x': [], 'soft': [], 'labels': [], 'noisy': [], 'candidates': []}
         self.callbacks = sorted(callbacks, key=lambda c: getattr(c, 'order', 0))
         self.step, self.stop, self.answer, self.losses = 0, False, None, {}
@@ -238,7 +241,7 @@ def _query(self:Distiller):
         if self.cfg.query_pool > 1:  # free: the choice reads only the student, which is DP
             keep = balanced_pick(probs.argmax(1), n, self.info.num_classes, self.rng)
             x, probs = x[keep], probs[keep]
-    answer = self.oracle.answer(x, probs, self.mechanism, self.rng)
+    answer = self.oracle.answer(x, probs, self.mechanism, self.noise)
     self.accountant.charge(answer.events)
     for key, v in (('x', x), ('soft', answer.soft), ('labels', answer.labels), ('noisy', answer.noisy),
                    ('candidates', answer.candidates)): self.buffer[key].append(v)
@@ -263,7 +266,7 @@ def _train_student(self:Distiller, x, soft):
 def _student_phase(self:Distiller):
     "`student_steps` updates on the latest answers mixed with the replay buffer."
     X, Y = torch.cat(self.buffer['x']), torch.cat(self.buffer['soft'])
-    lx, ly = self.last
+    lx, ly = self.last if self.last is not None else (X, Y)  # a partner not yet answered: the buffer only
     for _ in range(self.cfg.student_steps):
         n_recent = min(int(self.cfg.student_batch * self.cfg.recent), len(lx))
         i = torch.randint(len(lx), (n_recent,), generator=self.rng, device=self.device)
@@ -381,9 +384,9 @@ def _pair_state(self:Distiller) -> dict:
             'privacy': asdict(self.privacy), 'cfg': asdict(self.cfg), 'ema': self.ema.state_dict() if self.ema is not None else None}
 
 def state_dict(self:Distiller) -> dict:
-    "Everything needed to resume the run: each pair's own state, the accountant and the replay buffer once."
+    "Everything needed to resume the run exactly: each pair's own state, the accountant, the replay buffer and the noise state once. PRIVATE: the noise state regenerates the noise."
     return {**self._pair_state(), 'accountant': self.accountant.state_dict(), 'buffer': self.buffer,
-            'partners': [p._pair_state() for p in self.partners]}
+            'noise': self.noise.get_state(), 'partners': [p._pair_state() for p in self.partners]}
 
 def _load_pair(self:Distiller, state:dict):
     if state['privacy'] != asdict(self.privacy) or state['cfg'] != asdict(self.cfg):
@@ -403,6 +406,7 @@ def load_state_dict(self:Distiller, state:dict):
     self._load_pair(state)
     self.accountant.load_state_dict(state['accountant'])
     self.buffer = {k: [t.to(self.device) for t in v] for k, v in state['buffer'].items()}
+    if 'noise' in state: self.noise.set_state(state['noise'])
     if self.last is None and self.buffer['x']: self.last = (self.buffer['x'][-1], self.buffer['soft'][-1])  # an older checkpoint
     for p, s in zip(self.partners, state.get('partners', [])):
         p._load_pair(s)
@@ -412,14 +416,14 @@ def load_state_dict(self:Distiller, state:dict):
 for f in (_pair_state, state_dict, _load_pair, load_state_dict): setattr(Distiller, f.__name__, f)
 
 class Checkpoint(Callback):
-    "Saves the run every `every` steps and at the end."
+    "Saves the run every `every` steps and at the end: a PRIVATE artefact like the teachers (it holds the noise state)."
     order = 10
     def __init__(self, path:str|Path, every:int=50): self.path, self.every = Path(path), every
     def after_step(self, d):
         if d.step % self.every == 0: save_atomic(d.state_dict(), self.path)
     def after_fit(self, d): save_atomic(d.state_dict(), self.path)
 
-# %% ../nbs/05_distill.ipynb 35
+# %% ../nbs/05_distill.ipynb 37
 def cross_fit_prior(X:torch.Tensor, # (N, ...) the released queries
                     Y:torch.Tensor, # (N, classes) their targets
                     folds:int, # how many parts: each part's prior comes from a classifier fitted on the others
@@ -446,7 +450,7 @@ def _denoise(self:Distiller, soft):
 Distiller._denoise = _denoise
 
 
-# %% ../nbs/05_distill.ipynb 38
+# %% ../nbs/05_distill.ipynb 40
 def fit_together(info:DataInfo, # the data set's shape and classes
                  teachers, # trained teachers, shared by every pair through one oracle
                  privacy:PrivacyConfig, # one mechanism and one budget for all pairs
@@ -464,7 +468,7 @@ def fit_together(info:DataInfo, # the data set's shape and classes
     if len({c.steps for c in cfgs}) > 1: raise ValueError(f"steps {[c.steps for c in cfgs]}: the pairs run in lockstep and need the same steps")
     first = Distiller(info, teachers, privacy, cfgs[0], callbacks, device)
     rest = [Distiller(info, teachers, privacy, c, device=device) for c in cfgs[1:]]
-    for d in rest: d.oracle, d.mechanism, d.accountant, d.buffer = first.oracle, first.mechanism, first.accountant, first.buffer
+    for d in rest: d.oracle, d.mechanism, d.accountant, d.buffer, d.noise = first.oracle, first.mechanism, first.accountant, first.buffer, first.noise
     first.partners = rest
     if state is not None: first.load_state_dict(state)
     first._cb('before_fit')
@@ -484,7 +488,7 @@ def pair_configs(cfg:DistillConfig, # the settings of one run
     return [replace(cfg, query_batch=cfg.query_batch // pairs, seed=cfg.seed + 1000 * i) for i in range(pairs)]
 
 
-# %% ../nbs/05_distill.ipynb 41
+# %% ../nbs/05_distill.ipynb 43
 class FlowGuard:
     "Records every forward call of the teachers' modules: grad mode, train mode, and whether the oracle made it."
     def __init__(self, teachers):

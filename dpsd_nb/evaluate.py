@@ -22,11 +22,13 @@ from .data import Data, DataInfo, partition
 from .models import student_cnn, member, resolve_device
 from .teachers import TeacherConfig, evaluate_teachers, vote_counts
 from .distill import accuracy
+from .mechanisms import noise_generator
+from .accountant import calibrate_dpsgd, epsilon_dpsgd
 
 # %% auto 0
-__all__ = ['predicted_labels', 'synthetic_images', 'class_coverage', 'fresh_student', 'fit_classifier', 'synthetic_utility',
-           'per_sample_loss', 'mia_auc', 'mia_auc_teachers', 'sample_grid', 'save_image_atomic', 'train_dpsgd',
-           'evaluate']
+__all__ = ['NOT_PRIVATE', 'predicted_labels', 'synthetic_images', 'class_coverage', 'fresh_student', 'fit_classifier',
+           'synthetic_utility', 'per_sample_loss', 'mia_auc', 'mia_auc_teachers', 'sample_grid', 'save_image_atomic',
+           'train_dpsgd', 'evaluate']
 
 # %% ../nbs/06_evaluate.ipynb 7
 @contextmanager
@@ -202,36 +204,41 @@ def _check_dpsgd(epsilon, delta, epochs, batch_size, lr, max_grad_norm):
         if not v > 0: raise ValueError(f"{name}={v!r}: must be > 0")
 
 def train_dpsgd(data:Data, # the private train split is `data.train`
-                epsilon:float, # target epsilon after all epochs
+                epsilon:float, # target epsilon after all epochs, under replace-one
                 delta:float=1e-5, # target delta
                 epochs:int=30, # passes (in expectation) over the private split
                 batch_size:int=128, # expected batch is len(train) / ceil(len(train) / batch_size)
                 lr:float=1e-2, # Adam learning rate
                 max_grad_norm:float=1.0, # per-record gradient clip (L2)
-                seed:int=0, # seed of the initial weights, the Poisson sampling and the noise
+                seed:int=0, # seed of the initial weights and the Poisson sampling (not of the noise)
                 device=None, # default: `default_device()`
                 progress:bool=False, # show a progress bar with the epsilon spent
+                noise_seed:int|None=None, # None: secret noise; an int: reproducible noise, NOT private against whoever knows it
                ):
-    "A `student_cnn` trained with DP-SGD (Opacus) on the private split, and the epsilon Opacus reports for it."
+    "A `student_cnn` trained with DP-SGD (Opacus) on the private split, and its epsilon under replace-one."
     _check_dpsgd(epsilon, delta, epochs, batch_size, lr, max_grad_norm)
     dev = resolve_device(device)
     model = fresh_student(data.info, seed, dev)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     loader = DataLoader(data.train, batch_size=batch_size, generator=torch.Generator().manual_seed(seed))
-    engine = PrivacyEngine(accountant='rdp')
-    model, opt, loader = engine.make_private_with_epsilon(
-        module=model, optimizer=opt, data_loader=loader, target_epsilon=epsilon, target_delta=delta,
-        epochs=epochs, max_grad_norm=max_grad_norm, noise_generator=torch.Generator(dev).manual_seed(seed + 1))
-    bar = tqdm(range(epochs), desc=f'DP-SGD, epsilon {epsilon}', disable=not progress, leave=False)
+    q, planned = 1 / len(loader), epochs * len(loader)
+    z = calibrate_dpsgd(epsilon, delta, q, planned)
+    model, opt, loader = PrivacyEngine(accountant='rdp').make_private(
+        module=model, optimizer=opt, data_loader=loader, noise_multiplier=z, max_grad_norm=max_grad_norm,
+        noise_generator=noise_generator(dev, noise_seed))
+    bar, steps = tqdm(range(epochs), desc=f'DP-SGD, epsilon {epsilon}', disable=not progress, leave=False), 0
     for _ in bar:
         model.train()
         for x, y in loader:
             loss = F.cross_entropy(model(x.to(dev)), y.to(dev))
-            opt.zero_grad(); loss.backward(); opt.step()
-        bar.set_postfix(epsilon=f'{engine.get_epsilon(delta):.2f}', refresh=False)
-    return model.to_standard_module().eval(), engine.get_epsilon(delta)
+            opt.zero_grad(); loss.backward(); opt.step(); steps += 1
+        bar.set_postfix(epsilon=f'{epsilon_dpsgd(q, z, steps, delta):.2f}', refresh=False)
+    return model.to_standard_module().eval(), epsilon_dpsgd(q, z, steps, delta)
 
 # %% ../nbs/06_evaluate.ipynb 46
+NOT_PRIVATE = ("evaluation numbers that read the private train records or the teachers: the (epsilon, delta) guarantee "
+               "does NOT cover them; they are for the operator, not part of the release")
+
 def evaluate(student, # the released student
              generator, # the released generator
              data:Data, # the private train split (attack members) and the real test split
@@ -242,15 +249,15 @@ def evaluate(student, # the released student
              seed:int=0,
              device=None, # where the fresh student trains
             ) -> dict:
-    "Accuracy, generator utility and coverage, and membership-attack AUCs of a DPSD run."
+    "Accuracy, generator utility and coverage of a DPSD run; membership-attack AUCs and teacher numbers under `not_private`."
     if teachers is not None and teacher_cfg is None:
         raise ValueError("teachers given without teacher_cfg: the attack on them needs the partition they were trained on")
     shares = class_coverage(generator, student, data.info, n_per_class * data.info.num_classes, seed)
-    out = {'student_accuracy': accuracy(student, data.test),
-           'synthetic_accuracy': synthetic_utility(generator, student, data.info, data.test, n_per_class, epochs, seed, device),
-           'coverage_min': shares.min().item(), 'coverage_max': shares.max().item(),
-           'mia_auc_student': mia_auc(student, data.train, data.test)}
-    if teachers is None: return out
-    rep = evaluate_teachers(teachers, data.test)
-    return out | {'teacher_accuracy': rep.plurality_accuracy, 'teacher_member_accuracy': rep.mean_accuracy,
-                  'mia_auc_teacher': mia_auc_teachers(teachers, data, teacher_cfg, seed=seed)}
+    private = {'note': NOT_PRIVATE, 'mia_auc_student': mia_auc(student, data.train, data.test)}
+    if teachers is not None:
+        rep = evaluate_teachers(teachers, data.test)
+        private |= {'teacher_accuracy': rep.plurality_accuracy, 'teacher_member_accuracy': rep.mean_accuracy,
+                    'mia_auc_teacher': mia_auc_teachers(teachers, data, teacher_cfg, seed=seed)}
+    return {'student_accuracy': accuracy(student, data.test),
+            'synthetic_accuracy': synthetic_utility(generator, student, data.info, data.test, n_per_class, epochs, seed, device),
+            'coverage_min': shares.min().item(), 'coverage_max': shares.max().item(), 'not_private': private}

@@ -5,14 +5,16 @@
 # %% ../nbs/03_mechanisms.ipynb 2
 from __future__ import annotations
 import math
+import secrets
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 # %% auto 0
-__all__ = ['top_k', 'GaussianEvent', 'RREvent', 'Answer', 'Explanation', 'explain', 'vote_counts', 'GaussianLabels',
-           'rr_keep_prob', 'RandomizedResponse', 'project_simplex', 'GaussianData']
+__all__ = ['RR_MIN_OTHER', 'top_k', 'GaussianEvent', 'RREvent', 'Answer', 'Explanation', 'explain', 'noise_generator',
+           'noise_note', 'vote_counts', 'GaussianLabels', 'rr_keep_prob', 'rr_max_eps0', 'rr_keep_threshold',
+           'RandomizedResponse', 'project_simplex', 'GaussianData']
 
 # %% ../nbs/03_mechanisms.ipynb 5
 def _check_k(k, classes:int|None=None):
@@ -118,6 +120,21 @@ def explain(mechanism, # a configured mechanism, e.g. `GaussianLabels(sigma=40.,
     return mechanism._run(teacher_logits, student_probs, generator)
 
 # %% ../nbs/03_mechanisms.ipynb 15
+def noise_generator(device='cpu', # where the noise is drawn (the data's device)
+                    noise_seed:int|None=None, # None: secret, from the OS's entropy; an int: reproducible, NOT private against whoever knows it
+                   ) -> torch.Generator:
+    "The source of a mechanism's noise: secret unless `noise_seed` asks for reproducible noise."
+    if noise_seed is not None and (isinstance(noise_seed, bool) or not isinstance(noise_seed, int)):
+        raise ValueError(f"noise_seed={noise_seed!r}: an integer (reproducible noise, teaching and tests only) or None (secret)")
+    return torch.Generator(device).manual_seed(secrets.randbits(63) if noise_seed is None else noise_seed)
+
+def noise_note(noise_seed:int|None) -> str:
+    "What a report says of the noise: secret, or reproducible with the warning that the guarantee is void against whoever knows the seed."
+    if noise_seed is None: return "secret: drawn from a generator seeded from the operating system's entropy, recorded nowhere"
+    return (f"reproducible noise (noise_seed={noise_seed}): the DP guarantee does NOT hold against anyone who knows this seed; "
+            "for teaching and tests only")
+
+# %% ../nbs/03_mechanisms.ipynb 18
 def vote_counts(teacher_logits:torch.Tensor, # (M, B, C) the teachers' logits
                 candidates:torch.Tensor, # (B, k) candidate classes per sample
                ) -> torch.Tensor:
@@ -139,19 +156,36 @@ class GaussianLabels(_Mechanism):
     def _clean(self, teacher_logits, student_probs, cand): return vote_counts(teacher_logits, cand)
     def _noise(self, clean, g): return _add_gaussian(clean, self.sigma, g)
 
-# %% ../nbs/03_mechanisms.ipynb 22
+# %% ../nbs/03_mechanisms.ipynb 25
 def rr_keep_prob(eps0:float, # per-answer epsilon
                  k:int, # number of candidates
                 ) -> float:
     "Probability that randomized response over `k` candidates keeps the true label: e^eps0 / (e^eps0 + k - 1)."
     return 1 / (1 + (k - 1) * math.exp(-eps0))
 
+_GRID = 2**53  # the keep draw is an integer uniform on [0, 2^53): exact, unlike a float32 uniform
+RR_MIN_OTHER = 2**-33  # at least 2^20 grid points for the other answers: the realized eps0 is then within 1e-6 below the claim
+
+def rr_max_eps0(k:int) -> float:
+    "The largest eps0 that randomized response over `k >= 2` candidates samples exactly (to 1e-6, never above)."
+    return math.log((k - 1) * (1 - RR_MIN_OTHER) / RR_MIN_OTHER)
+
+def rr_keep_threshold(eps0:float, k:int) -> int:
+    "Keep the true label iff a uniform integer in [0, 2^53) is below this; its probability is at most `rr_keep_prob`."
+    other = (k - 1) / (math.exp(eps0) + k - 1)  # 1 - keep probability, to a few ulp
+    return _GRID - math.ceil(other * _GRID * (1 + 1e-12))
+
 @dataclass(frozen=True)
 class RandomizedResponse(_Mechanism):
     "Label mode: `k`-ary randomized response on the teachers' plurality label among the candidates."
-    eps0:float # per-answer epsilon
+    eps0:float # per-answer epsilon, at most `rr_max_eps0(k)`
     k:int # number of candidates, 1..C
-    def __post_init__(self): _check_eps0(self.eps0); _check_k(self.k)
+    def __post_init__(self):
+        _check_eps0(self.eps0); _check_k(self.k)
+        if self.k > 1 and self.eps0 > rr_max_eps0(self.k):
+            raise ValueError(f"eps0={self.eps0!r}: above {rr_max_eps0(self.k):.4f}, randomized response over k={self.k} candidates keeps "
+                             "the label with a probability too close to 1 to sample exactly; choose a smaller eps0 (a smaller target "
+                             "epsilon or more queries)")
     def events(self, count:int): return (RREvent(self.eps0, self.k, count),)
     def _clean(self, teacher_logits, student_probs, cand):
         "One-hot of the plurality candidate, or uniform 1/k when no teacher votes for a candidate."
@@ -160,15 +194,15 @@ class RandomizedResponse(_Mechanism):
         return torch.where(counts.sum(1, keepdim=True) > 0, top, torch.full_like(top, 1 / self.k))
     def _noise(self, clean, g):
         B, k, dev = len(clean), self.k, clean.device
-        u, other, unif = (torch.rand(B, generator=g, device=dev) for _ in range(3))
+        keep = torch.randint(_GRID, (B,), generator=g, device=dev) < rr_keep_threshold(self.eps0, k)
         top = clean.argmax(1)
-        other = (other * (k - 1)).long().clamp(max=max(k - 2, 0))
+        other = torch.randint(max(k - 1, 1), (B,), generator=g, device=dev)
         other = other + (other >= top).long()  # uniform over the k - 1 candidates that are not `top`
-        idx = torch.where(u < rr_keep_prob(self.eps0, k), top, other)
-        idx = torch.where(clean.max(1).values < 1, (unif * k).long().clamp(max=k - 1), idx)  # no vote: uniform
+        idx = torch.where(keep, top, other)
+        idx = torch.where(clean.max(1).values < 1, torch.randint(k, (B,), generator=g, device=dev), idx)  # no vote: uniform
         return F.one_hot(idx, k).to(clean.dtype)
 
-# %% ../nbs/03_mechanisms.ipynb 26
+# %% ../nbs/03_mechanisms.ipynb 31
 def project_simplex(v:torch.Tensor, # (..., n) points to project, one per row
                    ) -> torch.Tensor:
     "Euclidean projection of each row of `v` onto the probability simplex {w >= 0, sum w = 1}."
@@ -179,7 +213,7 @@ def project_simplex(v:torch.Tensor, # (..., n) points to project, one per row
     theta = css.gather(-1, rho - 1) / rho.to(v.dtype)
     return (v - theta).clamp(min=0)
 
-# %% ../nbs/03_mechanisms.ipynb 29
+# %% ../nbs/03_mechanisms.ipynb 34
 @dataclass(frozen=True)
 class GaussianData(_Mechanism):
     "Data mode: Gaussian noise on the teachers' summed, normalized corrections of the student on the candidates."

@@ -19,8 +19,9 @@ from .data import Data, partition
 from .models import TeacherCNN, member, default_device
 
 # %% auto 0
-__all__ = ['TEACHER_ARCHITECTURE', 'TeacherConfig', 'train_teachers_loop', 'train_teachers', 'teacher_logits', 'vote_counts',
-           'TeacherReport', 'evaluate_teachers', 'default_cache', 'save_atomic', 'cache_path', 'get_teachers']
+__all__ = ['TEACHER_ARCHITECTURE', 'PARTITION', 'TeacherConfig', 'train_teachers_loop', 'train_teachers', 'teacher_logits',
+           'vote_counts', 'TeacherReport', 'evaluate_teachers', 'default_cache', 'save_atomic', 'cache_path',
+           'get_teachers']
 
 # %% ../nbs/02_teachers.ipynb 5
 @dataclass(frozen=True)
@@ -150,6 +151,7 @@ def default_cache() -> Path:
     return Path(os.environ.get('DPSD_NB_CACHE', Path.home()/'.cache'/'dpsd_nb'))
 
 TEACHER_ARCHITECTURE = 'stride-2 5x5 convolutions, v1'  # change it whenever TeacherCNN changes: old caches are then ignored
+PARTITION = 'record positions, v2'  # v1 was class-stratified (one record moved every part): its caches are ignored
 
 def _fingerprint(data:Data) -> str:
     h = hashlib.sha256()
@@ -165,7 +167,7 @@ def save_atomic(obj, path:str|Path):
 
 def cache_path(data:Data, cfg:TeacherConfig, cache:str|Path|None=None) -> Path:
     "The file the teachers of `cfg` on `data` are cached in."
-    key = json.dumps({'data': data.info.name, 'fingerprint': _fingerprint(data), 'architecture': TEACHER_ARCHITECTURE,
+    key = json.dumps({'data': data.info.name, 'fingerprint': _fingerprint(data), 'architecture': TEACHER_ARCHITECTURE, 'partition': PARTITION,
                       **asdict(cfg)}, sort_keys=True)
     name = f"teachers-{data.info.name}-M{cfg.teachers}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.pt"
     return Path(cache or default_cache())/'teachers'/name
@@ -173,6 +175,7 @@ def cache_path(data:Data, cfg:TeacherConfig, cache:str|Path|None=None) -> Path:
 def get_teachers(data:Data, cfg:TeacherConfig, device=None, cache:str|Path|None=None, progress:bool=True):
     "Trained teachers for `cfg` on `data` (from the cache, else trained and cached) and their `TeacherReport`."
     device = device or default_device()
+    partition(data.train, cfg.teachers, cfg.seed)  # too many teachers for the data: an error before any model is built
     path = cache_path(data, cfg, cache)
     teachers = TeacherCNN(data.info, cfg.teachers, cfg.width, cfg.hidden)
     if path.exists():

@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-REPORT_KEYS = {'dataset', 'mode', 'mechanism', 'teachers', 'k', 'epsilon', 'delta', 'privacy_unit', 'queries', 'sigma',
-               'student_accuracy', 'teacher_accuracy', 'synthetic_accuracy', 'mia_auc_teacher', 'mia_auc_student',
-               'seconds', 'device'}
+REPORT_KEYS = {'dataset', 'mode', 'mechanism', 'teachers', 'k', 'epsilon', 'delta', 'neighbour_relation', 'privacy_unit', 'noise',
+               'queries', 'sigma', 'student_accuracy', 'synthetic_accuracy', 'not_private', 'seconds', 'device'}
+NOT_PRIVATE_KEYS = {'note', 'teacher_accuracy', 'teacher_member_accuracy', 'mia_auc_teacher', 'mia_auc_student'}
 
 
 def dpsd_nb(*args, timeout=600):
@@ -26,7 +26,9 @@ def test_default_run_writes_a_complete_report(tmp_path):
     assert report['dataset'] == 'digits' and report['mode'] == 'label' and report['teachers'] == 20
     assert 0 < report['epsilon'] <= report['target_epsilon'] * (1 + 1e-9) and report['delta'] == 1e-5
     assert report['queries'] == 100 and report['sigma'] > 0
-    assert 'replace-one' in report['privacy_unit']
+    assert 'replace-one' in report['privacy_unit'] and report['neighbour_relation'] == 'replace-one'
+    assert report['noise'].startswith('secret') and 'noise_seed' not in report
+    assert set(report['not_private']) == NOT_PRIVATE_KEYS and 'does NOT cover' in report['not_private']['note']
     assert report['student_accuracy'] > 0.2, report  # chance is 0.1
     assert (out/'samples.png').stat().st_size > 0 and (out/'student.pt').exists() and (out/'generator.pt').exists()
 
@@ -49,14 +51,15 @@ def test_dpsgd_baseline(tmp_path):
     done = dpsd_nb('baseline', 'dpsgd', '--quiet', '--epsilon', '10', '--out', str(tmp_path))
     assert done.returncode == 0, done.stderr
     report = json.loads((tmp_path/'report.json').read_text())
-    assert report['method'] == 'dpsgd' and report['epsilon'] <= 10 * 1.01
+    assert report['method'] == 'dpsgd' and 9.9 <= report['epsilon'] <= 10 and report['neighbour_relation'] == 'replace-one'
+    assert set(report['not_private']) == {'note', 'mia_auc_student'} and report['noise'].startswith('secret')
     assert report['student_accuracy'] > 0.85, report
 
 
 @pytest.mark.parametrize('args, says', [
     (['run', '--dataset', 'imagenet'], 'choose one of digits'),
     (['run', '--teachers', '-3'], 'teachers=-3'),
-    (['run', '--teachers', '1000'], 'choose M <='),
+    (['run', '--teachers', '100000'], 'an integer in 1..1437'),
     (['run', '--epsilon', '0'], 'epsilon=0'),
     (['run', '--delta', '2'], 'delta=2.0'),
     (['run', '--k', '0'], 'k=0'),

@@ -1,0 +1,222 @@
+"""End-to-end privacy audits on neighbouring data sets (replace-one), each shown to fail on a deliberately
+broken variant of the package:
+
+(a) structural: replacing one record (its label, its image or both) changes exactly one teacher's trained
+    weights, bit for bit, and the clean scores on any query by at most the mechanism's sensitivity;
+    broken variant: the old class-stratified partition;
+(b) statistical: a threshold test on many released answers of the package's own teachers and mechanisms at
+    the worst query found gives a Clopper-Pearson lower bound on epsilon that stays at or below the claim,
+    for label/Gaussian, label/RR and data mode; broken variants (stratified partition, half the calibrated
+    sigma, three times the claimed eps0) exceed their claim;
+(c) the noise is secret: two runs with the same seed draw different noise unless reproducible noise is asked for.
+"""
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+from torch.utils.data import TensorDataset
+
+import dpsd_nb.teachers as teachers_module
+from dpsd_nb.data import Data, load_dataset
+from dpsd_nb.teachers import TeacherConfig, train_teachers, teacher_logits
+from dpsd_nb.mechanisms import GaussianData, GaussianLabels, RandomizedResponse, explain, noise_generator
+from dpsd_nb.accountant import Accountant, calibrate
+from dpsd_nb.distill import Distiller, DistillConfig, PrivacyConfig
+from dpsd_nb.evaluate import train_dpsgd
+
+torch.set_num_threads(1)
+pytestmark = pytest.mark.filterwarnings('ignore::UserWarning')
+CFG = TeacherConfig(teachers=10, epochs=10, width=8, hidden=32)
+DELTA, ALPHA = 1e-5, 1e-3  # the bounds hold with confidence 1 - ALPHA (one-sided, per direction)
+DRAWS = 1_000_000  # released answers per data set and audit (half to pick the threshold, half to bound)
+AUDIT_SEED = 4242  # reproducible noise: an audit is a test, and its draws must not change between runs
+
+
+def stratified(train, M, seed=0):
+    "The partition as it was before the fix (class-stratified): the broken variant."
+    labels = train.tensors[1]
+    g = torch.Generator().manual_seed(seed)
+    parts, offset = [[] for _ in range(M)], 0
+    for c in range(int(labels.max()) + 1):
+        idx = torch.nonzero(labels == c).flatten()
+        idx = idx[torch.randperm(len(idx), generator=g)]
+        for j, chunk in enumerate(torch.tensor_split(idx, M)): parts[(j + offset) % M].append(chunk)
+        offset += len(idx) % M
+    return [torch.cat(p).sort().values for p in parts]
+
+
+def replaced(data, i, kind):
+    "`data` with record `i` replaced: a new label, a new image (the negative), or both."
+    x, y = (t.clone() for t in data.train.tensors)
+    if kind in ('label', 'both'): y[i] = (y[i] + 5) % 10
+    if kind in ('image', 'both'): x[i] = -x[i]
+    return Data(TensorDataset(x, y), data.test, data.info)
+
+
+def train(data, broken=False):
+    if not broken: return train_teachers(data, CFG, 'cpu', progress=False)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(teachers_module, 'partition', stratified)
+        return train_teachers(data, CFG, 'cpu', progress=False)
+
+
+def members_that_differ(a, b):
+    "Indices of the teachers whose trained weights differ at all between the two ensembles."
+    differ = torch.zeros(a.members, dtype=torch.bool)
+    for pa, pb in zip(a.parameters(), b.parameters()): differ |= (pa != pb).flatten(1).any(1)
+    return differ.nonzero().flatten().tolist()
+
+
+@pytest.fixture(scope='module')
+def digits(): return load_dataset('digits')
+
+@pytest.fixture(scope='module')
+def base(digits): return train(digits)
+
+@pytest.fixture(scope='module')
+def queries():
+    "Random images in [-1, 1]: the teachers disagree on them, which is where one teacher can move an answer."
+    return torch.rand(4000, 1, 8, 8, generator=torch.Generator().manual_seed(1)) * 2 - 1
+
+PROBS = torch.linspace(1, 0, 10).softmax(0)  # a fixed student prior: candidates are the classes in order
+
+
+def clean_scores(mech, logits, probs=PROBS):
+    return explain(mech, logits, probs.expand(logits.shape[1], 10), torch.Generator()).clean
+
+
+# ---------- (a) structural ----------
+@pytest.mark.parametrize('kind', ['label', 'image', 'both'])
+def test_one_record_changes_exactly_one_teacher(digits, base, queries, kind):
+    parts = teachers_module.partition(digits.train, CFG.teachers, CFG.seed)
+    for i in (0, 700, len(digits.train) - 1):
+        other = train(replaced(digits, i, kind))
+        owner = next(j for j, p in enumerate(parts) if i in p)
+        assert members_that_differ(base, other) == [owner], (i, kind)
+        a, b = teacher_logits(base, queries), teacher_logits(other, queries)
+        for mech in (GaussianLabels(1., 10), GaussianData(1., 10)):
+            moved = (clean_scores(mech, a) - clean_scores(mech, b)).norm(dim=1)
+            assert moved.max() <= mech.sensitivity + 1e-6, (i, kind, type(mech).__name__, moved.max())
+        assert moved.max() > 0  # the replacement did change the owner's answers: the check is not vacuous
+
+
+def test_structural_audit_fails_on_the_stratified_partition(digits, queries):
+    before, after = train(digits, broken=True), train(replaced(digits, 0, 'label'), broken=True)
+    assert len(members_that_differ(before, after)) > 1
+    moved = (clean_scores(GaussianLabels(1., 10), teacher_logits(before, queries))
+             - clean_scores(GaussianLabels(1., 10), teacher_logits(after, queries))).norm(dim=1)
+    assert moved.max() > math.sqrt(2)
+
+
+# ---------- (b) statistical ----------
+def cp_upper(k, n): return 1. if k >= n else float(stats.beta.ppf(1 - ALPHA, k + 1, n - k))
+def cp_lower(k, n): return 0. if k <= 0 else float(stats.beta.ppf(ALPHA, k, n - k + 1))
+
+def epsilon_bound(pos, neg, threshold):
+    "Clopper-Pearson lower bound on epsilon of the test 'score > threshold' (positives from D, negatives from D')."
+    tpr, fpr = cp_lower(int((pos > threshold).sum()), len(pos)), cp_upper(int((neg > threshold).sum()), len(neg))
+    return math.log((tpr - DELTA) / fpr) if tpr > DELTA else 0.
+
+def empirical_epsilon(s_d, s_d2):
+    "Lower bound on epsilon from scores of answers on D and D': threshold picked on the first half, bound on the second."
+    best = 0.
+    for pos, neg in ((s_d, s_d2), (-s_d2, -s_d)):  # both directions of the test
+        half = len(pos) // 2
+        levels = np.unique(neg[:half]) if len(np.unique(neg[:half])) < 50 else np.quantile(neg[:half], 1 - np.geomspace(2e-5, 0.5, 60))
+        t = max(levels, key=lambda t: epsilon_bound(pos[:half], neg[:half], t))
+        best = max(best, epsilon_bound(pos[half:], neg[half:], t))
+    return best
+
+def released(mech, logits, probs, seed):
+    "DRAWS answers of `mech` to one query with the given teacher logits (M, 1, C): the released scores or labels."
+    out = mech.answer(logits.expand(-1, DRAWS, -1), probs.expand(DRAWS, 10), noise_generator(noise_seed=seed))
+    return out.labels.numpy() if isinstance(mech, RandomizedResponse) else out.noisy
+
+def audit(mech, a, b, worst):
+    "Empirical epsilon of one answer of `mech` at the query and student prior `worst`, teacher logits `a` (on D) against `b` (on D')."
+    q, probs = worst
+    la, lb = a[:, q:q + 1], b[:, q:q + 1]
+    runs = ((la, AUDIT_SEED), (lb, AUDIT_SEED + 1))
+    if isinstance(mech, RandomizedResponse):  # the test: 'the answer is D's plurality'
+        top = int(clean_scores(mech, la, probs).argmax())
+        return empirical_epsilon(*((released(mech, l, probs, s) == top).astype(float) for l, s in runs))
+    u = clean_scores(mech, la, probs)[0] - clean_scores(mech, lb, probs)[0]
+    u = u / u.norm()  # the direction in which the two clean answers differ
+    return empirical_epsilon(*((released(mech, l, probs, s) @ u).numpy() for l, s in runs))
+
+def worst_query(mech, a, b):
+    "The query (and student prior) whose clean answer moves most between D and D'; for randomized response one whose plurality flips."
+    if isinstance(mech, GaussianData):  # the prior half way between the changed teacher's two answers: its two vectors point apart
+        pa, pb = a.softmax(-1), b.softmax(-1)
+        move = (pa - pb).norm(dim=-1)  # (M, N)
+        j, q = divmod(int(move.argmax()), move.shape[1])
+        return q, (pa[j, q] + pb[j, q]) / 2
+    ca, cb = clean_scores(mech, a), clean_scores(mech, b)
+    if isinstance(mech, RandomizedResponse):
+        flips = (ca.argmax(1) != cb.argmax(1)).nonzero().flatten()
+        assert len(flips), 'no query flips the plurality: the audit would be vacuous'
+        return int(flips[0]), PROBS
+    return int((ca - cb).norm(dim=1).argmax()), PROBS
+
+def claimed(mech): return Accountant(DELTA).epsilon_if(mech.events(1))
+
+@pytest.fixture(scope='module')
+def neighbours(digits, base, queries):
+    "Teacher logits on the queries for D and for D' (record 0 gets a new label and a new image)."
+    return teacher_logits(base, queries), teacher_logits(train(replaced(digits, 0, 'both')), queries)
+
+@pytest.fixture(scope='module')
+def broken_neighbours(digits, queries):
+    return tuple(teacher_logits(train(d, broken=True), queries) for d in (digits, replaced(digits, 0, 'both')))
+
+def calibrated(cls): return calibrate(cls(eps0=1., k=10) if cls is RandomizedResponse else cls(sigma=1., k=10), 1., DELTA, 1)
+
+@pytest.mark.parametrize('cls', [GaussianLabels, RandomizedResponse, GaussianData])
+def test_audit_stays_below_the_claim(neighbours, cls):
+    mech = calibrated(cls)
+    a, b = neighbours
+    worst = worst_query(mech, a, b)
+    moved = (clean_scores(mech, a[:, worst[0]:worst[0] + 1], worst[1]) - clean_scores(mech, b[:, worst[0]:worst[0] + 1], worst[1])).norm()
+    assert moved > (0.9 * mech.sensitivity if cls is not RandomizedResponse else 0)  # the worst query nearly reaches the sensitivity
+    eps = audit(mech, a, b, worst)
+    assert eps <= claimed(mech), (cls.__name__, eps, claimed(mech))
+
+def test_audit_exceeds_the_claim_with_the_stratified_partition(broken_neighbours):
+    mech = calibrated(GaussianLabels)
+    a, b = broken_neighbours
+    eps = audit(mech, a, b, worst_query(mech, a, b))
+    assert eps > claimed(mech), (eps, claimed(mech))
+
+@pytest.mark.parametrize('cls', [GaussianLabels, GaussianData])
+def test_audit_exceeds_the_claim_at_half_the_sigma(neighbours, cls):
+    mech = calibrated(cls)
+    a, b = neighbours
+    half = type(mech)(sigma=mech.sigma / 2, k=10)  # answers with half the noise, claims the calibrated epsilon
+    eps = audit(half, a, b, worst_query(mech, a, b))
+    assert eps > claimed(mech), (cls.__name__, eps, claimed(mech))
+
+def test_audit_exceeds_the_claim_when_rr_keeps_too_often(neighbours):
+    mech = calibrated(RandomizedResponse)
+    a, b = neighbours
+    eps = audit(RandomizedResponse(eps0=3 * mech.eps0, k=10), a, b, worst_query(mech, a, b))
+    assert eps > claimed(mech), (eps, claimed(mech))
+
+
+# ---------- (c) secret noise ----------
+def small_run(digits, base, **privacy):
+    cfg = DistillConfig(steps=3, query_batch=20, student_steps=1, generator_batch=20, final_steps=2)
+    return Distiller(digits.info, base, PrivacyConfig(epsilon=5., queries=60, **privacy), cfg, device='cpu').fit()
+
+def test_same_seed_draws_different_noise(digits, base):
+    a, b = small_run(digits, base), small_run(digits, base)
+    assert torch.equal(a.buffer['x'][0], b.buffer['x'][0])  # the seed reproduces the queries...
+    assert not torch.equal(a.buffer['noisy'][0], b.buffer['noisy'][0])  # ...never the noise
+    c, d = small_run(digits, base, noise_seed=3), small_run(digits, base, noise_seed=3)
+    assert all(torch.equal(x, y) for x, y in zip(c.buffer['noisy'], d.buffer['noisy']))  # only when asked for
+
+def test_dpsgd_noise_is_secret(digits):
+    runs = [train_dpsgd(digits, 5., epochs=1, seed=0, device='cpu', noise_seed=s)[0] for s in (None, None, 7, 7)]
+    weights = [torch.cat([p.flatten() for p in m.parameters()]) for m in runs]
+    assert not torch.equal(weights[0], weights[1]) and torch.equal(weights[2], weights[3])
