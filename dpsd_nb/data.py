@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 # %% auto 0
-__all__ = ['DATASETS', 'DataInfo', 'Data', 'default_root', 'load_dataset', 'partition']
+__all__ = ['DATASETS', 'DataInfo', 'Data', 'default_root', 'load_dataset', 'validation_split', 'partition']
 
 # %% ../nbs/00_data.ipynb 5
 @dataclass(frozen=True)
@@ -96,6 +96,14 @@ def load_dataset(name:str='digits', # one of `DATASETS`
     return _torchvision(key, Path(root) if root is not None else default_root(), download)
 
 # %% ../nbs/00_data.ipynb 19
+def validation_split(test:TensorDataset, # the test split
+                     seed:int=0, # seed of the cut
+                    ) -> tuple[TensorDataset, TensorDataset]:
+    "The test split in two halves at random positions: (validation, held-out). Choose on the first, report on the second."
+    order = torch.randperm(len(test), generator=torch.Generator().manual_seed(seed))
+    return tuple(TensorDataset(*(t[idx.sort().values] for t in test.tensors)) for idx in torch.tensor_split(order, 2))
+
+# %% ../nbs/00_data.ipynb 22
 def partition(train:TensorDataset|int, # the private split to cut, or its number of records
               M:int, # number of disjoint parts (one per teacher)
               seed:int=0, # seed of the shuffle of positions
