@@ -105,7 +105,7 @@ class DistillConfig:
     refit:bool=False # release a fresh student trained `final_steps` updates on all released answers (cosine lr)
     denoise:int=0 # >= 2: multiply each final target by the prior of students fitted on the other of this many folds (0: off)
     denoise_weight:float=0.5 # exponent of that prior: target^1 * prior^this, renormalized
-    seed:int=0
+    seed:int=0 # initial weights, generator draws, batch order (never the privacy noise: see `PrivacyConfig.noise_seed`)
 
     def __post_init__(self):
         for name in ('steps', 'query_batch', 'query_every', 'query_pool', 'student_batch', 'student_steps', 'generator_batch', 'latent'):
