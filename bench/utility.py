@@ -5,6 +5,8 @@ epsilon under replace-one (DP-SGD's too, accounted by dpsd_nb.accountant.epsilon
 number). The privacy noise is secret (drawn from the OS's entropy), so a rerun draws other noise: each private
 row is one draw. Accuracy is reported on the held-out half of the test split (validation_split), beside the
 validation half's; the settings were chosen in earlier sessions on the whole test split, not on a validation split.
+Each row's epsilon is for that row's release alone: releasing several rows trained on the same private data
+composes them (their epsilons add up, at most).
     python bench/utility.py                      # digits, CPU
     python bench/utility.py --dataset mnist      # MNIST from ../shared/data (250 teachers)
 
@@ -121,6 +123,7 @@ def main():
     report = dict(dataset=args.dataset, machine=machine, command=command, note=note, delta=delta, seed=args.seed,
                   teachers=setup['teachers'].teachers, neighbour_relation=NEIGHBOUR_RELATION, privacy_unit=unit,
                   noise=noise_note(None), selection=selection, steps=steps,
+                  composition="each row's epsilon is for that row's release alone; releasing several rows trained on the same private data composes them",
                   rows=[{**r, 'epsilon': 'inf' if math.isinf(r['epsilon']) else r['epsilon']} for r in rows])
     tmp = out/f'.utility-{args.dataset}.json.tmp'
     tmp.write_text(json.dumps(report, indent=1)); os.replace(tmp, out/f'utility-{args.dataset}.json')

@@ -261,11 +261,14 @@ def rdp_sampled_gaussian(q:float, # Poisson sampling rate of one step, in (0, 1]
     log_phi = lambda m: -(x - m)**2 / (2 * z**2) - math.log(z * math.sqrt(2 * math.pi))
     mix = lambda m: np.logaddexp(math.log1p(-q) + log_phi(0.), math.log(q) + log_phi(m)) if q < 1 else log_phi(m)
     lp, lq = mix(-1.), mix(1.)
-    out = np.empty_like(a)
+    dx, out = x[1] - x[0], np.empty_like(a)
     for i, al in enumerate(a):
         e = al * lp + (1 - al) * lq
-        out[i] = (e.max() + math.log(np.exp(e - e.max()).sum() * (x[1] - x[0]))) / (al - 1)
-    return out * (1 + 1e-6) + 1e-12  # a margin above the integration's rounding: never below the true value
+        log_int = e.max() + math.log(np.exp(e - e.max()).sum() * dx)
+        if log_int < 1e-3:  # near 0 the log of a sum near 1 loses digits: integrate Q ((P/Q)^alpha - 1) instead, whose exact part is 0
+            log_int = math.log1p(max((np.exp(e) - np.exp(lq)).sum() * dx, 0.))
+        out[i] = log_int / (al - 1)
+    return out * (1 + 1e-6) + 1e-13  # a margin above the integration's rounding
 
 # %% ../nbs/04_accountant.ipynb 45
 def epsilon_dpsgd(q:float, # Poisson sampling rate
@@ -283,6 +286,9 @@ def calibrate_dpsgd(target_epsilon:float, # epsilon to reach after all steps
                    ) -> float:
     "The smallest noise multiplier (to 1e-4 relative) whose `steps` DP-SGD steps are (target_epsilon, delta)-DP under replace-one."
     target = _check_positive('target_epsilon', target_epsilon, 'the target epsilon')
+    if not (target > conversion(delta)).any():
+        raise ValueError(f"target_epsilon={target_epsilon!r} cannot be met at delta={delta!r}: even infinite noise gives epsilon "
+                         f"{conversion(delta).min():.4g}; raise the target or delta")
     lo, hi = 0.05, 1.
     while epsilon_dpsgd(q, hi, steps, delta) > target: lo, hi = hi, hi * 2
     while hi / lo > 1 + 1e-4:

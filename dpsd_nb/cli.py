@@ -30,7 +30,7 @@ def _common(p):
     p.add_argument('--download', action='store_true', help='let torchvision download missing data')
     p.add_argument('--epsilon', type=float, default=10., help="target epsilon ('inf': no noise; default 10)")
     p.add_argument('--delta', type=float, default=1e-5, help='target delta (default 1e-5)')
-    p.add_argument('--seed', type=int, default=0, help='seed of the teachers, the generator, the student and the batches (not of the noise)')
+    p.add_argument('--seed', type=int, default=0, help='seed of the teachers, the generator, the student and the queries (never of the privacy noise or DP-SGD\'s batches)')
     p.add_argument('--noise-seed', type=int, default=None,
                    help='reproducible privacy noise, for teaching and tests only: the guarantee does NOT hold against anyone who knows it (default: secret noise)')
     p.add_argument('--device', default=None, help='cuda, mps or cpu (default: the best available)')

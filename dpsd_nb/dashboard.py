@@ -273,7 +273,7 @@ def draw(self:Dashboard):
         with f['noise'].batch_update():
             f['noise'].data[0].x, f['noise'].data[0].y = names, clean
             f['noise'].data[1].x, f['noise'].data[1].y = names, noisy
-            f['noise'].data[1].name = 'released (noisy, DP)' if released else 'a fresh noisy draw (DP), not the released one'
+            f['noise'].data[1].name = 'released (noisy, DP)' if released else 'a fresh noisy draw, not released and not accounted (a teaching view)'
             f['noise'].layout.yaxis.title = _NOISE_AXIS[type(d.mechanism).__name__]
             f['noise'].layout.title = f'what the noise does to one query (step {step})'
     self.status.value = self._status('running')

@@ -210,17 +210,18 @@ def train_dpsgd(data:Data, # the private train split is `data.train`
                 batch_size:int=128, # expected batch is len(train) / ceil(len(train) / batch_size)
                 lr:float=1e-2, # Adam learning rate
                 max_grad_norm:float=1.0, # per-record gradient clip (L2)
-                seed:int=0, # seed of the initial weights and the Poisson sampling (not of the noise)
+                seed:int=0, # seed of the initial weights (never of the Poisson sampling or the noise: both are secret)
                 device=None, # default: `default_device()`
                 progress:bool=False, # show a progress bar with the epsilon spent
-                noise_seed:int|None=None, # None: secret noise; an int: reproducible noise, NOT private against whoever knows it
+                noise_seed:int|None=None, # None: secret noise and batches; an int: reproducible, NOT private against whoever knows it
                ):
     "A `student_cnn` trained with DP-SGD (Opacus) on the private split, and its epsilon under replace-one."
     _check_dpsgd(epsilon, delta, epochs, batch_size, lr, max_grad_norm)
     dev = resolve_device(device)
     model = fresh_student(data.info, seed, dev)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    loader = DataLoader(data.train, batch_size=batch_size, generator=torch.Generator().manual_seed(seed))
+    # the Poisson batches come from this loader's generator: secret too, or whoever knows it sees which steps used a record
+    loader = DataLoader(data.train, batch_size=batch_size, generator=noise_generator('cpu', None if noise_seed is None else noise_seed + 1))
     q, planned = 1 / len(loader), epochs * len(loader)
     z = calibrate_dpsgd(epsilon, delta, q, planned)
     model, opt, loader = PrivacyEngine(accountant='rdp').make_private(

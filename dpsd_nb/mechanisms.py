@@ -120,17 +120,34 @@ def explain(mechanism, # a configured mechanism, e.g. `GaussianLabels(sigma=40.,
     return mechanism._run(teacher_logits, student_probs, generator)
 
 # %% ../nbs/03_mechanisms.ipynb 15
+_MT_WORDS, _MT_AT = 624, 24  # torch's CPU generator state: 8 bytes of seed, 16 of counters, then 624 Mersenne Twister words (8 bytes each)
+
+def _secret_cpu_generator() -> torch.Generator:
+    "A CPU generator whose whole Mersenne Twister state comes from the OS's entropy (`manual_seed` keeps only 32 bits)."
+    probe = torch.Generator().manual_seed(12345).get_state()
+    if probe[_MT_AT:_MT_AT + 8].tolist() != list((12345).to_bytes(8, 'little')):  # the layout this relies on
+        raise RuntimeError(f"torch {torch.__version__}: unknown CPU generator state layout; cannot seed the noise secretly")
+    words = torch.frombuffer(bytearray(secrets.token_bytes(4 * _MT_WORDS)), dtype=torch.int32).to(torch.int64) & 0xFFFFFFFF
+    state = torch.zeros_like(probe)  # the seed field stays 0: it reveals nothing
+    state[8:_MT_AT] = probe[8:_MT_AT]
+    state[_MT_AT:_MT_AT + 8 * _MT_WORDS] = words.view(torch.uint8)
+    g = torch.Generator(); g.set_state(state)
+    return g
+
 def noise_generator(device='cpu', # where the noise is drawn (the data's device)
                     noise_seed:int|None=None, # None: secret, from the OS's entropy; an int: reproducible, NOT private against whoever knows it
                    ) -> torch.Generator:
     "The source of a mechanism's noise: secret unless `noise_seed` asks for reproducible noise."
     if noise_seed is not None and (isinstance(noise_seed, bool) or not isinstance(noise_seed, int)):
         raise ValueError(f"noise_seed={noise_seed!r}: an integer (reproducible noise, teaching and tests only) or None (secret)")
-    return torch.Generator(device).manual_seed(secrets.randbits(63) if noise_seed is None else noise_seed)
+    if noise_seed is not None: return torch.Generator(device).manual_seed(noise_seed)
+    if torch.device(device).type == 'cpu': return _secret_cpu_generator()
+    return torch.Generator(device).manual_seed(secrets.randbits(64))  # CUDA's Philox takes all 64 bits
 
 def noise_note(noise_seed:int|None) -> str:
     "What a report says of the noise: secret, or reproducible with the warning that the guarantee is void against whoever knows the seed."
-    if noise_seed is None: return "secret: drawn from a generator seeded from the operating system's entropy, recorded nowhere"
+    if noise_seed is None: return ("secret: drawn from a generator seeded from the operating system's entropy; its state is kept "
+                                   "only in checkpoints, which are private")
     return (f"reproducible noise (noise_seed={noise_seed}): the DP guarantee does NOT hold against anyone who knows this seed; "
             "for teaching and tests only")
 
@@ -196,10 +213,10 @@ class RandomizedResponse(_Mechanism):
         B, k, dev = len(clean), self.k, clean.device
         keep = torch.randint(_GRID, (B,), generator=g, device=dev) < rr_keep_threshold(self.eps0, k)
         top = clean.argmax(1)
-        other = torch.randint(max(k - 1, 1), (B,), generator=g, device=dev)
+        other = torch.randint(_GRID, (B,), generator=g, device=dev) % max(k - 1, 1)  # bias at most (k - 1) / 2^53 (torch.randint(k - 1) has 2^-32)
         other = other + (other >= top).long()  # uniform over the k - 1 candidates that are not `top`
         idx = torch.where(keep, top, other)
-        idx = torch.where(clean.max(1).values < 1, torch.randint(k, (B,), generator=g, device=dev), idx)  # no vote: uniform
+        idx = torch.where(clean.max(1).values < 1, torch.randint(_GRID, (B,), generator=g, device=dev) % k, idx)  # no vote: uniform
         return F.one_hot(idx, k).to(clean.dtype)
 
 # %% ../nbs/03_mechanisms.ipynb 31
