@@ -12,23 +12,24 @@ import sys
 import time
 from pathlib import Path
 
+from . import __version__
 from .data import DATASETS, load_dataset, partition
 from .models import resolve_device
-from .teachers import TeacherConfig, get_teachers
+from .teachers import TeacherConfig, get_teachers, save_atomic
 from .accountant import NEIGHBOUR_RELATION, privacy_unit
 from .mechanisms import noise_note
 from .distill import DistillConfig, PrivacyConfig, ProgressCallback, check_together, fit_together, pair_configs
 from .evaluate import NOT_PRIVATE, evaluate, sample_grid, save_image_atomic, train_dpsgd, accuracy, mia_auc
 
 # %% auto 0
-__all__ = ['write_report', 'run_dpsd', 'run_baseline', 'main']
+__all__ = ['RUN_FILES', 'write_report', 'prepare_out', 'run_dpsd', 'run_baseline', 'main']
 
 # %% ../nbs/08_cli.ipynb 5
 def _common(p):
     p.add_argument('--dataset', default='digits', help=f"one of {', '.join(DATASETS)} (default: digits)")
     p.add_argument('--root', default=None, help='folder of the torchvision data sets')
     p.add_argument('--download', action='store_true', help='let torchvision download missing data')
-    p.add_argument('--epsilon', type=float, default=10., help="target epsilon ('inf': no noise; default 10)")
+    p.add_argument('--epsilon', type=float, default=None, help="target epsilon ('inf': no noise; default 10)")
     p.add_argument('--delta', type=float, default=1e-5, help='target delta (default 1e-5)')
     p.add_argument('--seed', type=int, default=0, help='seed of the teachers, the generator, the student and the queries (never of the privacy noise or DP-SGD\'s batches)')
     p.add_argument('--noise-seed', type=int, default=None,
@@ -39,6 +40,7 @@ def _common(p):
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='dpsd-nb', description='Differentially Private Synthetic Distillation')
+    p.add_argument('--version', action='version', version=f'dpsd-nb {__version__}')
     sub = p.add_subparsers(dest='command', required=True)
     run = sub.add_parser('run', help='DPSD: teachers -> DP mechanism -> student and generator')
     _common(run)
@@ -85,10 +87,30 @@ def write_report(report:dict, folder:str|Path) -> Path:
     return path
 
 # %% ../nbs/08_cli.ipynb 9
+RUN_FILES = ('report.json', 'student.pt', 'generator.pt', 'samples.png')
+
+def prepare_out(out:str|Path) -> Path:
+    "Check that `out` can take a run's files, before any training; remove an earlier run's report there."
+    if not str(out).strip(): raise ValueError("--out '': name the output folder, e.g. --out runs/latest")
+    out = Path(out)
+    if out.exists() and not out.is_dir(): raise ValueError(f"--out {out}: that is a file; name a folder (new, empty, or an earlier run's)")
+    others = sorted(p.name for p in out.iterdir() if p.name not in RUN_FILES) if out.is_dir() else []
+    if others: raise ValueError(f"--out {out}: the folder holds other files ({', '.join(others[:3])}{', ...' if len(others) > 3 else ''}); "
+                                "choose a new or empty folder, or one an earlier run wrote")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out/f'.probe{os.getpid()}'; probe.write_bytes(b''); probe.unlink()
+    except OSError as e: raise ValueError(f"--out {out}: cannot write there ({e.strerror or e}); choose a folder you can write") from None
+    (out/'report.json').unlink(missing_ok=True)
+    return out
+
+def _drop_others(out:Path, written):
+    "Remove an earlier run's files that this run did not write."
+    for name in set(RUN_FILES) - set(written): (out/name).unlink(missing_ok=True)
+
+# %% ../nbs/08_cli.ipynb 12
 def run_dpsd(args) -> dict:
     "Teachers, the DPSD loop, evaluation; write the run's files and return the report."
-    import torch
-    from dpsd_nb.teachers import save_atomic
     t0 = time.time()
     device = resolve_device(args.device)
     data = load_dataset(args.dataset, args.root, args.download)
@@ -101,10 +123,10 @@ def run_dpsd(args) -> dict:
     mechanism = privacy.build(data.info.num_classes)  # fail on bad privacy settings before training anything
     check_together(privacy, cfg)
     partition(data.train, tcfg.teachers, tcfg.seed)  # too many teachers: an error before any model is built
+    out = prepare_out(args.out)
     teachers, _ = get_teachers(data, tcfg, device, args.cache, progress=not args.quiet)
     d = fit_together(data.info, teachers, privacy, cfgs, [] if args.quiet else [ProgressCallback()], device)  # one pair: the plain loop
     scores = evaluate(d.student, d.generator, data, teachers, tcfg, seed=args.seed, device=device)
-    out = Path(args.out)
     save_image_atomic(sample_grid(d.generator, data.info, student=d.student, seed=args.seed), out/'samples.png')
     save_atomic(d.student.state_dict(), out/'student.pt'); save_atomic(d.generator.state_dict(), out/'generator.pt')
     noise = {'eps0': mechanism.eps0} if args.mechanism == 'rr' else {'sigma': mechanism.sigma}
@@ -125,9 +147,11 @@ def run_baseline(args) -> dict:
                                      'steps': 200, 'batch': 100, 'query_noise': 0.8, 'query_every': 1, 'query_pool': 1, 'pairs': 1,
                                      'final_steps': 100, 'refit': False, 'vote_temperature': 0., 'denoise': 0, 'cache': None})
         return run_dpsd(args) | {'method': 'nonprivate'}
+    if args.method == 'dpsgd' and math.isinf(args.epsilon): raise ValueError(f"epsilon={args.epsilon!r}: DP-SGD needs a finite target epsilon > 0")
     t0 = time.time()
     device = resolve_device(args.device)
     data = load_dataset(args.dataset, args.root, args.download)
+    out = prepare_out(args.out)
     student, eps = train_dpsgd(data, args.epsilon, args.delta, args.epochs, seed=args.seed, device=device, progress=not args.quiet,
                                noise_seed=args.noise_seed)
     report = {'method': 'dpsgd', 'dataset': data.info.name, 'target_epsilon': args.epsilon, 'epsilon': eps, 'delta': args.delta,
@@ -137,18 +161,23 @@ def run_baseline(args) -> dict:
               'noise': noise_note(args.noise_seed), 'epochs': args.epochs, 'student_accuracy': accuracy(student, data.test),
               'not_private': {'note': NOT_PRIVATE, 'mia_auc_student': mia_auc(student, data.train, data.test)}, 'seed': args.seed,
               'seconds': round(time.time() - t0, 1), 'device': str(device)}
-    write_report(report, args.out)
+    save_atomic(student.state_dict(), out/'student.pt'); _drop_others(out, ['student.pt', 'report.json'])
+    write_report(report, out)
     return report
 
 def main(argv:list|None=None) -> int:
     "Entry point of the `dpsd-nb` command."
     parser = _parser()
     args = parser.parse_args(argv)
+    if getattr(args, 'method', None) == 'nonprivate' and args.epsilon is not None:
+        parser.exit(2, f"dpsd-nb: error: --epsilon {args.epsilon:g}: baseline nonprivate runs without noise (epsilon = inf); leave --epsilon out\n")
+    if args.epsilon is None: args.epsilon = 10.
     try: report = (run_dpsd if args.command == 'run' else run_baseline)(args)
     except (ValueError, FileNotFoundError) as e: parser.exit(2, f"dpsd-nb: error: {e}\n")
+    except KeyboardInterrupt: parser.exit(130, "dpsd-nb: interrupted; no report was written\n")
     print(json.dumps({k: _json_number(v) for k, v in report.items()}, indent=1))
     return 0
 
-# %% ../nbs/08_cli.ipynb 10
+# %% ../nbs/08_cli.ipynb 13
 #| eval: false
 if __name__ == '__main__': sys.exit(main())

@@ -78,8 +78,9 @@ def _torchvision(name, root, download):
     try: splits = [cls(str(root), train=train, download=download) for train in (True, False)]
     except RuntimeError as e:
         if 'not found' not in str(e).lower() and 'corrupted' not in str(e).lower(): raise
-        raise FileNotFoundError(f"{name}: no data set files in {Path(root)/folder}. Pass download=True "
-                                f"(needs internet) or root= the folder that holds {folder}/.") from None
+        raise FileNotFoundError(f"{name}: no data set files in {Path(root)/folder}. Pass download=True (needs internet; "
+                                f"--download on the command line) or root= the folder that holds {folder}/ (--root, or set "
+                                f"$DPSD_NB_DATA).") from None
     info = DataInfo(name, shape, classes)
     return Data(*(_tensors(s.data.numpy() if torch.is_tensor(s.data) else s.data, s.targets, 255.) for s in splits), info)
 

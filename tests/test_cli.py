@@ -1,5 +1,6 @@
 "The `dpsd-nb` console script, run as a user runs it: a subprocess, files on disk, exit codes."
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -41,18 +42,20 @@ def test_interrupted_run_leaves_no_report(tmp_path):
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     time.sleep(20)
     proc.send_signal(signal.SIGINT)
-    proc.wait(timeout=60)
-    assert proc.returncode != 0
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and 'interrupted; no report was written' in err.decode() and 'Traceback' not in err.decode(), err
     assert not (out/'report.json').exists()
     assert not list(out.glob('.*tmp*')) if out.exists() else True
 
 
 def test_dpsgd_baseline(tmp_path):
+    for name in ('generator.pt', 'samples.png', 'report.json'): (tmp_path/name).write_text('an earlier run')
     done = dpsd_nb('baseline', 'dpsgd', '--quiet', '--epsilon', '10', '--out', str(tmp_path))
     assert done.returncode == 0, done.stderr
     report = json.loads((tmp_path/'report.json').read_text())
     assert report['method'] == 'dpsgd' and 9.9 <= report['epsilon'] <= 10 and report['neighbour_relation'] == 'replace-one'
     assert set(report['not_private']) == {'note', 'mia_auc_student'} and report['noise'].startswith('secret')
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['report.json', 'student.pt']  # nothing of the earlier run is left
     assert report['student_accuracy'] > 0.85, report
 
 
@@ -75,3 +78,18 @@ def test_bad_options_exit_2_with_a_message(tmp_path, args, says):
     assert says in done.stderr, done.stderr
     assert 'Traceback' not in done.stderr
     assert not (tmp_path/'out'/'report.json').exists()
+
+
+def test_unusable_out_fails_before_training(tmp_path):
+    (tmp_path/'taken').write_text('a file')
+    env = {**os.environ, 'DPSD_NB_CACHE': str(tmp_path/'cache')}
+    done = subprocess.run([sys.executable, '-m', 'dpsd_nb.cli', 'run', '--quiet', '--out', str(tmp_path/'taken')],
+                          capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 2 and 'that is a file' in done.stderr and 'Traceback' not in done.stderr, done.stderr
+    assert not (tmp_path/'cache').exists()  # refused before any teacher was trained (and cached)
+    assert (tmp_path/'taken').read_text() == 'a file'
+
+
+def test_version():
+    done = dpsd_nb('--version')
+    assert done.returncode == 0 and done.stdout.startswith('dpsd-nb 0.'), done.stdout
