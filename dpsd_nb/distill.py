@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from .data import DataInfo
 from .models import Generator, student_cnn, resolve_device
 from .teachers import teacher_logits, save_atomic
-from .mechanisms import Answer, GaussianLabels, GaussianData, RandomizedResponse, noise_generator
+from .mechanisms import Answer, GaussianLabels, GaussianData, RandomizedResponse, check_noise_seed, noise_generator
 from .accountant import Accountant, calibrate, privacy_unit
 
 # %% auto 0
@@ -52,7 +52,7 @@ class PrivacyConfig:
             raise ValueError(f"queries={self.queries!r}: the query budget must be an integer >= 1")
         if self.k is not None and not (isinstance(self.k, int) and self.k >= 1):
             raise ValueError(f"k={self.k!r}: the number of candidate classes must be an integer >= 1")
-        noise_generator('cpu', self.noise_seed)  # checks it: an int or None
+        check_noise_seed(self.noise_seed)
         if self.mechanism == 'rr' and math.isinf(self.epsilon):
             raise ValueError("epsilon=inf with randomized response: use mechanism='gaussian' for the non-private reference")
 

@@ -12,9 +12,9 @@ import torch
 import torch.nn.functional as F
 
 # %% auto 0
-__all__ = ['RR_MIN_OTHER', 'top_k', 'GaussianEvent', 'RREvent', 'Answer', 'Explanation', 'explain', 'noise_generator',
-           'noise_note', 'vote_counts', 'GaussianLabels', 'rr_keep_prob', 'rr_max_eps0', 'rr_keep_threshold',
-           'RandomizedResponse', 'project_simplex', 'GaussianData']
+__all__ = ['RR_MIN_OTHER', 'top_k', 'GaussianEvent', 'RREvent', 'Answer', 'Explanation', 'explain', 'check_noise_seed',
+           'noise_generator', 'noise_note', 'vote_counts', 'GaussianLabels', 'rr_keep_prob', 'rr_max_eps0',
+           'rr_keep_threshold', 'RandomizedResponse', 'project_simplex', 'GaussianData']
 
 # %% ../nbs/03_mechanisms.ipynb 5
 def _check_k(k, classes:int|None=None):
@@ -134,13 +134,17 @@ def _secret_cpu_generator() -> torch.Generator:
     g = torch.Generator(); g.set_state(state)
     return g
 
+def check_noise_seed(noise_seed):
+    "`noise_seed` itself if it is None (secret noise) or an integer (reproducible noise), else a clear error."
+    if noise_seed is not None and (isinstance(noise_seed, bool) or not isinstance(noise_seed, int)):
+        raise ValueError(f"noise_seed={noise_seed!r}: an integer (reproducible noise, teaching and tests only) or None (secret)")
+    return noise_seed
+
 def noise_generator(device='cpu', # where the noise is drawn (the data's device)
                     noise_seed:int|None=None, # None: secret, from the OS's entropy; an int: reproducible, NOT private against whoever knows it
                    ) -> torch.Generator:
     "The source of a mechanism's noise: secret unless `noise_seed` asks for reproducible noise."
-    if noise_seed is not None and (isinstance(noise_seed, bool) or not isinstance(noise_seed, int)):
-        raise ValueError(f"noise_seed={noise_seed!r}: an integer (reproducible noise, teaching and tests only) or None (secret)")
-    if noise_seed is not None: return torch.Generator(device).manual_seed(noise_seed)
+    if check_noise_seed(noise_seed) is not None: return torch.Generator(device).manual_seed(noise_seed)
     if torch.device(device).type == 'cpu': return _secret_cpu_generator()
     return torch.Generator(device).manual_seed(secrets.randbits(64))  # CUDA's Philox takes all 64 bits
 
