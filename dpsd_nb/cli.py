@@ -8,26 +8,22 @@ import argparse
 import json
 import math
 import os
+import platform
+import shlex
 import sys
 import time
 from pathlib import Path
 
 from . import __version__
-from .data import DATASETS, load_dataset, partition
-from .models import resolve_device
-from .teachers import TeacherConfig, get_teachers, save_atomic
-from .accountant import NEIGHBOUR_RELATION, privacy_unit
-from .mechanisms import noise_note
-from .distill import DistillConfig, PrivacyConfig, ProgressCallback, check_together, fit_together, pair_configs
-from .evaluate import NOT_PRIVATE, evaluate, sample_grid, save_image_atomic, train_dpsgd, accuracy, mia_auc
 
 # %% auto 0
-__all__ = ['RUN_FILES', 'write_report', 'prepare_out', 'run_dpsd', 'run_baseline', 'main']
+__all__ = ['RUN_FILES', 'TRAIN_RECORDS', 'CLASSES', 'write_report', 'check_out', 'prepare_out', 'check_args', 'choose_threads',
+           'run_dpsd', 'run_baseline', 'main']
 
 # %% ../nbs/08_cli.ipynb 5
 def _common(p):
-    p.add_argument('--dataset', default='digits', help=f"one of {', '.join(DATASETS)} (default: digits)")
-    p.add_argument('--root', default=None, help='folder of the torchvision data sets')
+    p.add_argument('--dataset', default='digits', help=f"one of {', '.join(TRAIN_RECORDS)} (default: digits)")
+    p.add_argument('--root', default=None, help='folder of the torchvision data sets (default: $DPSD_NB_DATA or ~/.cache/dpsd_nb/data)')
     p.add_argument('--download', action='store_true', help='let torchvision download missing data')
     p.add_argument('--epsilon', type=float, default=None, help="target epsilon ('inf': no noise; default 10)")
     p.add_argument('--delta', type=float, default=1e-5, help='target delta (default 1e-5)')
@@ -35,6 +31,7 @@ def _common(p):
     p.add_argument('--noise-seed', type=int, default=None,
                    help='reproducible privacy noise, for teaching and tests only: the guarantee does NOT hold against anyone who knows it (default: secret noise)')
     p.add_argument('--device', default=None, help='cuda, mps or cpu (default: the best available)')
+    p.add_argument('--threads', type=int, default=None, help="torch's CPU threads (default: $OMP_NUM_THREADS, else half the cores)")
     p.add_argument('--out', default='runs/latest', help='output folder (default: runs/latest)')
     p.add_argument('--quiet', action='store_true', help='no progress bars')
 
@@ -51,9 +48,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument('--k', type=int, default=None, help='candidate classes from the student prior (default: all)')
     run.add_argument('--queries', type=int, default=100, help='queries the noise is calibrated for (default 100)')
     run.add_argument('--steps', type=int, default=200, help='loop iterations (default 200)')
-    run.add_argument('--batch', type=int, default=100, help='queries per iteration (default 100)')
+    run.add_argument('--batch', type=int, default=10, help='queries per query step (default 10)')
     run.add_argument('--query-noise', type=float, default=0.3, help='pixel noise on synthetic queries (default 0.3)')
-    run.add_argument('--query-every', type=int, default=1, help='ask every n-th iteration only (default 1)')
+    run.add_argument('--query-every', type=int, default=None,
+                     help='ask every n-th iteration only (default: spread the queries over the run, steps // (queries / batch))')
     run.add_argument('--query-pool', type=int, default=1,
                      help='draw this many times --batch candidates and query a batch balanced over the student\'s classes (default 1: no choice)')
     run.add_argument('--pairs', type=int, default=1,
@@ -68,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     base = sub.add_parser('baseline', help='the same student without DPSD: dpsgd (Opacus on the private data) or nonprivate (DPSD without noise)')
     base.add_argument('method', choices=['dpsgd', 'nonprivate'])
     _common(base)
-    base.add_argument('--epochs', type=int, default=30, help='DP-SGD epochs (default 30)')
+    base.add_argument('--epochs', type=int, default=None, help='DP-SGD epochs (default 30)')
     return p
 
 # %% ../nbs/08_cli.ipynb 7
@@ -89,18 +87,28 @@ def write_report(report:dict, folder:str|Path) -> Path:
 # %% ../nbs/08_cli.ipynb 9
 RUN_FILES = ('report.json', 'student.pt', 'generator.pt', 'samples.png')
 
-def prepare_out(out:str|Path) -> Path:
-    "Check that `out` can take a run's files, before any training; remove an earlier run's report there."
+def check_out(out:str|Path) -> Path:
+    "Raise a clear error unless `out` can take a run's files: new, empty, or an earlier run's, and writable. Leaves nothing behind."
     if not str(out).strip(): raise ValueError("--out '': name the output folder, e.g. --out runs/latest")
     out = Path(out)
     if out.exists() and not out.is_dir(): raise ValueError(f"--out {out}: that is a file; name a folder (new, empty, or an earlier run's)")
     others = sorted(p.name for p in out.iterdir() if p.name not in RUN_FILES) if out.is_dir() else []
     if others: raise ValueError(f"--out {out}: the folder holds other files ({', '.join(others[:3])}{', ...' if len(others) > 3 else ''}); "
                                 "choose a new or empty folder, or one an earlier run wrote")
+    new = [p for p in (out, *out.parents) if not p.exists()]  # the folders a run would create, deepest first
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out/f'.probe{os.getpid()}'; probe.write_bytes(b''); probe.unlink()
     except OSError as e: raise ValueError(f"--out {out}: cannot write there ({e.strerror or e}); choose a folder you can write") from None
+    finally:
+        for p in new:
+            if p.is_dir(): p.rmdir()
+    return out
+
+def prepare_out(out:str|Path) -> Path:
+    "`check_out`, then create the folder and remove an earlier run's report there: a report never sits beside another run's models."
+    out = check_out(out)
+    out.mkdir(parents=True, exist_ok=True)
     (out/'report.json').unlink(missing_ok=True)
     return out
 
@@ -109,21 +117,80 @@ def _drop_others(out:Path, written):
     for name in set(RUN_FILES) - set(written): (out/name).unlink(missing_ok=True)
 
 # %% ../nbs/08_cli.ipynb 12
+TRAIN_RECORDS = {'digits': 1437, 'mnist': 60_000, 'fashion_mnist': 60_000, 'cifar10': 50_000}  # records of each private train split
+_FOLDERS = {'mnist': 'MNIST/raw', 'fashion_mnist': 'FashionMNIST/raw', 'cifar10': 'cifar-10-batches-py'}  # torchvision's layout
+CLASSES = 10  # every data set above has ten
+
+def _data_root(root) -> Path:
+    "`--root`, else `$DPSD_NB_DATA`, else `~/.cache/dpsd_nb/data` (what `dpsd_nb.data.default_root` says)."
+    return Path(root) if root is not None else Path(os.environ.get('DPSD_NB_DATA', Path.home()/'.cache'/'dpsd_nb'/'data'))
+
+def _refuse(flag, value, why): raise ValueError(f"{flag} {value}: {why}")
+
+def check_args(args:argparse.Namespace) -> argparse.Namespace:
+    "What can be checked without torch or data, in a fraction of a second: the data set and its files, the teachers, options the command ignores, the output folder."
+    args.dataset = str(args.dataset).lower().replace('-', '_')
+    if args.dataset not in TRAIN_RECORDS: _refuse('--dataset', args.dataset, f"unknown data set; choose one of {', '.join(TRAIN_RECORDS)}")
+    folder = _data_root(args.root)/_FOLDERS.get(args.dataset, '')
+    if args.dataset in _FOLDERS and not args.download and not folder.is_dir():
+        _refuse('--dataset', args.dataset, f"no data set files in {folder}; add --download (needs internet), or --root the folder "
+                f"that holds {_FOLDERS[args.dataset]}/, or set $DPSD_NB_DATA")
+    if args.threads is not None and args.threads < 1: _refuse('--threads', args.threads, 'must be an integer >= 1')
+    if args.command == 'run':
+        n = TRAIN_RECORDS[args.dataset]
+        if not 1 <= args.teachers <= n:
+            _refuse('--teachers', args.teachers, f"the number of teachers must be an integer in 1..{n} "
+                    f"({args.dataset} has {n} private train records, and each teacher needs at least one)")
+        if math.isinf(args.epsilon or 0) and args.noise_seed is not None:
+            _refuse('--noise-seed', args.noise_seed, '--epsilon inf adds no noise to seed; leave --noise-seed out')
+    elif args.method == 'nonprivate':
+        for flag, value in (('--epsilon', args.epsilon), ('--noise-seed', args.noise_seed), ('--epochs', args.epochs)):
+            if value is not None: _refuse(flag, f'{value:g}' if isinstance(value, float) else value,
+                                          f'baseline nonprivate runs without noise (epsilon = inf) and without DP-SGD; leave {flag} out')
+    if args.epsilon is None: args.epsilon = 10.
+    if getattr(args, 'epochs', 0) is None: args.epochs = 30
+    if args.command == 'baseline' and args.method == 'dpsgd' and math.isinf(args.epsilon):
+        _refuse('--epsilon', args.epsilon, 'DP-SGD needs a finite target epsilon > 0')
+    args.out = check_out(args.out)
+    return args
+
+# %% ../nbs/08_cli.ipynb 15
+def choose_threads(requested:int|None=None) -> int:
+    "Torch's CPU threads: `requested`, else `$OMP_NUM_THREADS`, else half the cores this process may use (at least 1)."
+    if requested is not None: return requested
+    if os.environ.get('OMP_NUM_THREADS', '').isdigit() and int(os.environ['OMP_NUM_THREADS']) >= 1: return int(os.environ['OMP_NUM_THREADS'])
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1)
+    return max(1, cores // 2)
+
+def _environment(args, argv) -> dict:
+    "What a report records of the machine and the call: versions, device, threads, the command line."
+    import torch
+    return {'versions': {'dpsd_nb': __version__, 'torch': torch.__version__, 'python': platform.python_version()},
+            'threads': torch.get_num_threads(), 'command': shlex.join(['dpsd-nb', *argv])}
+
+# %% ../nbs/08_cli.ipynb 18
 def run_dpsd(args) -> dict:
-    "Teachers, the DPSD loop, evaluation; write the run's files and return the report."
+    "Teachers, the DPSD loop, evaluation; write the models and samples into `args.out` (checked by `check_args`); return the report (`main` writes it, last)."
+    from dpsd_nb.data import load_dataset
+    from dpsd_nb.models import resolve_device
+    from dpsd_nb.teachers import TeacherConfig, get_teachers, save_atomic
+    from dpsd_nb.accountant import NEIGHBOUR_RELATION, privacy_unit
+    from dpsd_nb.mechanisms import noise_note
+    from dpsd_nb.distill import DistillConfig, PrivacyConfig, ProgressCallback, check_together, fit_together, pair_configs
+    from dpsd_nb.evaluate import evaluate, sample_grid, save_image_atomic
     t0 = time.time()
     device = resolve_device(args.device)
-    data = load_dataset(args.dataset, args.root, args.download)
     tcfg = TeacherConfig(teachers=args.teachers, epochs=args.teacher_epochs, seed=args.seed)
     privacy = PrivacyConfig(args.mode, args.mechanism, args.k, args.epsilon, args.delta, args.queries, args.noise_seed)
-    cfg = DistillConfig(steps=args.steps, query_batch=args.batch, query_every=args.query_every, query_pool=args.query_pool,
+    every = args.query_every if args.query_every is not None else max(1, args.steps // math.ceil(args.queries / args.batch))  # the budget spread over the run
+    cfg = DistillConfig(steps=args.steps, query_batch=args.batch, query_every=every, query_pool=args.query_pool,
                         query_noise=args.query_noise, final_steps=args.final_steps, refit=args.refit,
                         vote_temperature=args.vote_temperature, denoise=args.denoise, seed=args.seed)
     cfgs = pair_configs(cfg, args.pairs)  # each asks batch // pairs
-    mechanism = privacy.build(data.info.num_classes)  # fail on bad privacy settings before training anything
+    mechanism = privacy.build(CLASSES)  # fail on bad privacy settings before loading or training anything
     check_together(privacy, cfg)
-    partition(data.train, tcfg.teachers, tcfg.seed)  # too many teachers: an error before any model is built
     out = prepare_out(args.out)
+    data = load_dataset(args.dataset, args.root, args.download)
     teachers, _ = get_teachers(data, tcfg, device, args.cache, progress=not args.quiet)
     d = fit_together(data.info, teachers, privacy, cfgs, [] if args.quiet else [ProgressCallback()], device)  # one pair: the plain loop
     scores = evaluate(d.student, d.generator, data, teachers, tcfg, seed=args.seed, device=device)
@@ -134,24 +201,29 @@ def run_dpsd(args) -> dict:
               'teachers': args.teachers, 'k': mechanism.k, 'target_epsilon': args.epsilon, 'epsilon': d.epsilon,
               'delta': args.delta, 'neighbour_relation': NEIGHBOUR_RELATION, 'privacy_unit': privacy_unit(args.teachers),
               'noise': noise_note(args.noise_seed), 'queries': d.queries, **noise,
-              'steps': d.step, 'query_every': args.query_every, 'query_pool': args.query_pool, 'pairs': args.pairs, 'refit': args.refit,
-              'vote_temperature': args.vote_temperature, 'denoise': args.denoise, **scores, 'seed': args.seed, 'seconds': round(time.time() - t0, 1), 'device': str(device)}
-    write_report(report, out)
+              'steps': d.step, 'batch': args.batch, 'query_every': every, 'query_pool': args.query_pool, 'pairs': args.pairs, 'refit': args.refit,
+              'vote_temperature': args.vote_temperature, 'denoise': args.denoise, **scores, 'seed': args.seed,
+              'seconds': round(time.time() - t0, 1), 'device': str(device)}
     return report
 
 def run_baseline(args) -> dict:
-    "DP-SGD on the private data, or DPSD without noise (with the query noise measured best then); same student, same report."
+    "DP-SGD on the private data (its student into `args.out`), or DPSD without noise (with the query noise measured best then); same student, same report."
     if args.method == 'nonprivate':
         args = argparse.Namespace(**{**vars(args), 'epsilon': math.inf, 'mode': 'label', 'mechanism': 'gaussian',
                                      'teachers': 20, 'teacher_epochs': 100, 'k': None, 'queries': 20000,
                                      'steps': 200, 'batch': 100, 'query_noise': 0.8, 'query_every': 1, 'query_pool': 1, 'pairs': 1,
                                      'final_steps': 100, 'refit': False, 'vote_temperature': 0., 'denoise': 0, 'cache': None})
         return run_dpsd(args) | {'method': 'nonprivate'}
-    if args.method == 'dpsgd' and math.isinf(args.epsilon): raise ValueError(f"epsilon={args.epsilon!r}: DP-SGD needs a finite target epsilon > 0")
+    from dpsd_nb.data import load_dataset
+    from dpsd_nb.models import resolve_device
+    from dpsd_nb.teachers import save_atomic
+    from dpsd_nb.accountant import NEIGHBOUR_RELATION
+    from dpsd_nb.mechanisms import noise_note
+    from dpsd_nb.evaluate import NOT_PRIVATE, train_dpsgd, accuracy, mia_auc
     t0 = time.time()
     device = resolve_device(args.device)
-    data = load_dataset(args.dataset, args.root, args.download)
     out = prepare_out(args.out)
+    data = load_dataset(args.dataset, args.root, args.download)
     student, eps = train_dpsgd(data, args.epsilon, args.delta, args.epochs, seed=args.seed, device=device, progress=not args.quiet,
                                noise_seed=args.noise_seed)
     report = {'method': 'dpsgd', 'dataset': data.info.name, 'target_epsilon': args.epsilon, 'epsilon': eps, 'delta': args.delta,
@@ -162,22 +234,27 @@ def run_baseline(args) -> dict:
               'not_private': {'note': NOT_PRIVATE, 'mia_auc_student': mia_auc(student, data.train, data.test)}, 'seed': args.seed,
               'seconds': round(time.time() - t0, 1), 'device': str(device)}
     save_atomic(student.state_dict(), out/'student.pt'); _drop_others(out, ['student.pt', 'report.json'])
-    write_report(report, out)
     return report
 
+# %% ../nbs/08_cli.ipynb 20
 def main(argv:list|None=None) -> int:
-    "Entry point of the `dpsd-nb` command."
+    "Entry point of the `dpsd-nb` command: every check that needs no torch first, then the job, a report on stdout."
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = _parser()
     args = parser.parse_args(argv)
-    if getattr(args, 'method', None) == 'nonprivate' and args.epsilon is not None:
-        parser.exit(2, f"dpsd-nb: error: --epsilon {args.epsilon:g}: baseline nonprivate runs without noise (epsilon = inf); leave --epsilon out\n")
-    if args.epsilon is None: args.epsilon = 10.
-    try: report = (run_dpsd if args.command == 'run' else run_baseline)(args)
-    except (ValueError, FileNotFoundError) as e: parser.exit(2, f"dpsd-nb: error: {e}\n")
+    try:
+        args = check_args(args)  # no torch imported yet: bad input fails in a fraction of a second
+        import torch
+        torch.set_num_threads(choose_threads(args.threads))
+        env = _environment(args, argv)
+        job = run_dpsd if args.command == 'run' else run_baseline
+        report = job(args) | env
+        write_report(report, args.out)
+    except (ValueError, OSError) as e: parser.exit(2, f"dpsd-nb: error: {e}\n")
     except KeyboardInterrupt: parser.exit(130, "dpsd-nb: interrupted; no report was written\n")
     print(json.dumps({k: _json_number(v) for k, v in report.items()}, indent=1))
     return 0
 
-# %% ../nbs/08_cli.ipynb 13
+# %% ../nbs/08_cli.ipynb 21
 #| eval: false
 if __name__ == '__main__': sys.exit(main())

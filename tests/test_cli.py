@@ -1,5 +1,6 @@
 "The `dpsd-nb` console script, run as a user runs it: a subprocess, files on disk, exit codes."
 import json
+import math
 import os
 import signal
 import subprocess
@@ -30,7 +31,8 @@ def test_default_run_writes_a_complete_report(tmp_path):
     assert 'replace-one' in report['privacy_unit'] and report['neighbour_relation'] == 'replace-one'
     assert report['noise'].startswith('secret') and 'noise_seed' not in report
     assert set(report['not_private']) == NOT_PRIVATE_KEYS and 'does NOT cover' in report['not_private']['note']
-    assert report['student_accuracy'] > 0.2, report  # chance is 0.1
+    # chance is 0.1 (360 test images, sd 0.016); the secret noise makes each run differ (0.17-0.33 on the validation half over six runs of the new and the old defaults)
+    assert report['student_accuracy'] > 0.13, report
     assert (out/'samples.png').stat().st_size > 0 and (out/'student.pt').exists() and (out/'generator.pt').exists()
 
 
@@ -61,13 +63,13 @@ def test_dpsgd_baseline(tmp_path):
 
 @pytest.mark.parametrize('args, says', [
     (['run', '--dataset', 'imagenet'], 'choose one of digits'),
-    (['run', '--teachers', '-3'], 'teachers=-3'),
+    (['run', '--teachers', '-3'], '--teachers -3: the number of teachers'),
     (['run', '--teachers', '100000'], 'an integer in 1..1437'),
     (['run', '--epsilon', '0'], 'epsilon=0'),
     (['run', '--delta', '2'], 'delta=2.0'),
     (['run', '--k', '0'], 'k=0'),
     (['run', '--queries', '0'], 'queries=0'),
-    (['run', '--dataset', 'fashion_mnist', '--root', '/nonexistent'], '/nonexistent/FashionMNIST/raw'),
+    (['run', '--dataset', 'fashion_mnist', '--root', '/nonexistent'], 'no data set files in /nonexistent/FashionMNIST/raw; add --download'),
     (['run', '--device', 'tpu'], "device='tpu'"),
     (['baseline', 'dpsgd', '--epsilon', '-2'], 'epsilon=-2'),
     (['fly'], 'invalid choice'),
@@ -93,3 +95,69 @@ def test_unusable_out_fails_before_training(tmp_path):
 def test_version():
     done = dpsd_nb('--version')
     assert done.returncode == 0 and done.stdout.startswith('dpsd-nb 0.'), done.stdout
+
+
+# Bad input that needs neither torch nor data is refused before torch is imported: one line, exit 2, nothing on disk.
+# (What makes it fast is tested here, the import; how fast it is, `bench/cli.py` measures.)
+NO_TORCH = ("import sys, dpsd_nb.cli as cli\n"
+            "try: cli.main(sys.argv[1:])\n"
+            "except SystemExit as e: code = e.code\n"
+            "else: code = 0\n"
+            "print('torch' in sys.modules, code)")
+
+FAST_REFUSALS = {
+    'out is a file': (['run', '--out', '{tmp}/taken'], 'that is a file'),
+    'out not writable': (['run', '--out', '/proc/dpsd-nb-run'], 'cannot write there'),
+    'out empty': (['run', '--out', ''], "--out '': name the output folder"),
+    'out holds other files': (['run', '--out', '{tmp}/mine'], 'holds other files (notes.txt)'),
+    'too many teachers': (['run', '--teachers', '100000', '--out', '{tmp}/o'], '--teachers 100000: the number of teachers must be an integer in 1..1437'),
+    'too many teachers for mnist': (['run', '--dataset', 'mnist', '--download', '--teachers', '60001', '--out', '{tmp}/o'], 'in 1..60000'),
+    'no data': (['run', '--dataset', 'cifar10', '--root', '{tmp}/nothing', '--out', '{tmp}/o'], 'add --download (needs internet), or --root'),
+    'unknown data set': (['run', '--dataset', 'imagenet', '--out', '{tmp}/o'], 'choose one of digits, mnist, fashion_mnist, cifar10'),
+    'nonprivate ignores --epsilon': (['baseline', 'nonprivate', '--epsilon', '1', '--out', '{tmp}/o'], 'leave --epsilon out'),
+    'nonprivate ignores --epochs': (['baseline', 'nonprivate', '--epochs', '5', '--out', '{tmp}/o'], 'leave --epochs out'),
+    'nonprivate ignores --noise-seed': (['baseline', 'nonprivate', '--noise-seed', '5', '--out', '{tmp}/o'], 'leave --noise-seed out'),
+    'no noise to seed': (['run', '--epsilon', 'inf', '--noise-seed', '5', '--out', '{tmp}/o'], 'adds no noise to seed'),
+    'dpsgd needs a finite epsilon': (['baseline', 'dpsgd', '--epsilon', 'inf', '--out', '{tmp}/o'], 'finite target epsilon'),
+    'threads': (['run', '--threads', '0', '--out', '{tmp}/o'], '--threads 0: must be an integer >= 1'),
+}
+
+@pytest.mark.parametrize('case', list(FAST_REFUSALS))
+def test_bad_input_refused_in_one_line_before_torch(tmp_path, case):
+    args, says = FAST_REFUSALS[case]
+    (tmp_path/'taken').write_text('a file'); (tmp_path/'mine').mkdir(); (tmp_path/'mine'/'notes.txt').write_text('mine')
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob('*'))
+    done = subprocess.run([sys.executable, '-c', NO_TORCH, *[a.format(tmp=tmp_path) for a in args]],
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert done.stdout.split() == ['False', '2'], (done.stdout, done.stderr)  # torch never imported; exit code 2
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith('dpsd-nb: error: ') and says in lines[0], done.stderr
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob('*')) == before  # nothing created, nothing removed
+
+
+def test_help_imports_no_torch():
+    done = subprocess.run([sys.executable, '-c', NO_TORCH, '--help'], capture_output=True, text=True, timeout=60)
+    assert 'usage: dpsd-nb' in done.stdout and done.stdout.split()[-2:] == ['False', '0'], done.stdout
+
+
+def test_report_records_the_environment(tmp_path):
+    out = tmp_path/'run'
+    done = dpsd_nb('run', '--quiet', '--steps', '3', '--queries', '20', '--teacher-epochs', '2', '--threads', '1', '--out', str(out),
+                   '--cache', str(tmp_path/'cache'))
+    assert done.returncode == 0, done.stderr
+    report = json.loads((out/'report.json').read_text())
+    import torch, platform
+    from dpsd_nb import __version__
+    assert report['versions'] == {'dpsd_nb': __version__, 'torch': torch.__version__, 'python': platform.python_version()}
+    assert report['threads'] == 1 and report['device'] == 'cpu'
+    assert report['command'] == f"dpsd-nb run --quiet --steps 3 --queries 20 --teacher-epochs 2 --threads 1 --out {out} --cache {tmp_path/'cache'}"
+    assert report['queries'] == 20 and report['batch'] == 10 and report['query_every'] == 1  # 2 query steps of 10 in 3 steps: every step
+
+
+def test_default_budget_is_spread_over_the_run(tmp_path):
+    "The default run asks its 100 queries in 10 batches of 10, every 20th of its 200 steps (the first at step 0)."
+    import dpsd_nb.cli as cli
+    args = cli.check_args(cli._parser().parse_args(['run', '--out', str(tmp_path/'o')]))
+    assert (args.queries, args.batch, args.steps, args.query_every) == (100, 10, 200, None)
+    every = max(1, args.steps // math.ceil(args.queries / args.batch))
+    assert every == 20 and len(range(0, args.steps, every)) * args.batch == args.queries
