@@ -4,7 +4,10 @@
 
 # %% ../nbs/00_data.ipynb 2
 from __future__ import annotations
+import http.client
 import os
+import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,20 +74,43 @@ def default_root() -> Path:
     "Where torchvision data sets are looked for: `$DPSD_NB_DATA`, else `~/.cache/dpsd_nb/data`."
     return Path(os.environ.get('DPSD_NB_DATA', Path.home()/'.cache'/'dpsd_nb'/'data'))
 
-def _torchvision(name, root, download):
+# %% ../nbs/00_data.ipynb 12
+def _reason(e:BaseException) -> str:
+    "Why a download failed, in a few words: the innermost cause, on one line."
+    if isinstance(getattr(e, 'reason', None), BaseException): e = e.reason  # a URLError wraps the socket error
+    lines = str(e).strip().splitlines() or [type(e).__name__]
+    return re.sub(r'^<urlopen error (.*)>$', r'\1', lines[-1]).rstrip('.')
+
+def _download(name, cls, root:Path, folder:str) -> list:
+    "Both splits, downloaded by torchvision under `root`; their files move into `root/folder` only when both load."
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=root, prefix='.download-') as tmp:
+            splits = [cls(tmp, train=train, download=True) for train in (True, False)]
+            (root/folder).mkdir(parents=True, exist_ok=True)
+            for f in sorted((Path(tmp)/folder).iterdir()): os.replace(f, root/folder/f.name)
+        return splits
+    except (OSError, RuntimeError, http.client.HTTPException) as e:  # URLError and socket errors are OSErrors
+        raise FileNotFoundError(f"{name}: the download failed ({_reason(e)}). Without a network, put torchvision's files under "
+                                f"{root/folder}/, or point root= (--root) or $DPSD_NB_DATA at the folder that holds {folder}/.") from None
+
+# %% ../nbs/00_data.ipynb 13
+def _torchvision(name, root:Path, download:bool) -> Data:
     import torchvision
     cls_name, folder, shape, classes = _TORCHVISION[name]
     cls = getattr(torchvision.datasets, cls_name)
-    try: splits = [cls(str(root), train=train, download=download) for train in (True, False)]
+    try: splits = [cls(str(root), train=train) for train in (True, False)]
     except RuntimeError as e:
         if 'not found' not in str(e).lower() and 'corrupted' not in str(e).lower(): raise
-        raise FileNotFoundError(f"{name}: no data set files in {Path(root)/folder}. Pass download=True (needs internet; "
-                                f"--download on the command line) or root= the folder that holds {folder}/ (--root, or set "
-                                f"$DPSD_NB_DATA).") from None
+        if not download:
+            raise FileNotFoundError(f"{name}: no data set files in {root/folder}. Pass download=True (needs internet; "
+                                    f"--download on the command line) or root= the folder that holds {folder}/ (--root, or set "
+                                    f"$DPSD_NB_DATA).") from None
+        splits = _download(name, cls, root, folder)
     info = DataInfo(name, shape, classes)
     return Data(*(_tensors(s.data.numpy() if torch.is_tensor(s.data) else s.data, s.targets, 255.) for s in splits), info)
 
-# %% ../nbs/00_data.ipynb 12
+# %% ../nbs/00_data.ipynb 15
 def load_dataset(name:str='digits', # one of `DATASETS`
                  root:str|Path|None=None, # torchvision root folder; default `default_root()`
                  download:bool=False, # let torchvision download missing files
@@ -96,7 +122,7 @@ def load_dataset(name:str='digits', # one of `DATASETS`
     if key not in _TORCHVISION: raise ValueError(f"unknown data set {name!r}: choose one of {', '.join(DATASETS)}")
     return _torchvision(key, Path(root) if root is not None else default_root(), download)
 
-# %% ../nbs/00_data.ipynb 19
+# %% ../nbs/00_data.ipynb 24
 def validation_split(test:TensorDataset, # the test split
                      seed:int=0, # seed of the cut
                     ) -> tuple[TensorDataset, TensorDataset]:
@@ -104,7 +130,7 @@ def validation_split(test:TensorDataset, # the test split
     order = torch.randperm(len(test), generator=torch.Generator().manual_seed(seed))
     return tuple(TensorDataset(*(t[idx.sort().values] for t in test.tensors)) for idx in torch.tensor_split(order, 2))
 
-# %% ../nbs/00_data.ipynb 22
+# %% ../nbs/00_data.ipynb 27
 def partition(train:TensorDataset|int, # the private split to cut, or its number of records
               M:int, # number of disjoint parts (one per teacher)
               seed:int=0, # seed of the shuffle of positions
