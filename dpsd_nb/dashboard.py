@@ -30,6 +30,7 @@ from .mechanisms import RandomizedResponse, GaussianData, explain, noise_generat
 from .accountant import Accountant, epsilon_gaussian, privacy_unit
 from .evaluate import sample_grid
 from .distill import Callback, Distiller, DistillConfig, PrivacyConfig, accuracy
+from .cli import choose_threads
 
 # %% auto 0
 __all__ = ['PRIVACY_KNOBS', 'privacy_summary', 'Dashboard', 'setup_colab']
@@ -137,9 +138,10 @@ class Dashboard(Callback):
                  device=None, # default: `default_device()` (a GPU when there is one)
                  static:bool=False, # plain plotly figures redrawn through `display` (no widgets needed)
                  noise_seed:int|None=None, # reproducible noise for a lecture's replay; the privacy panel then says the guarantee is void
+                 threads:int|None=None, # torch's CPU threads during a run (default `choose_threads()`: half the cores, so a shared machine keeps its speed)
                 ):
         self.every, self.share, self.teacher_epochs, self.root, self.static = every, share, teacher_epochs, root, static
-        self.noise_seed = noise_seed
+        self.noise_seed, self.threads = noise_seed, choose_threads(threads)
         self.device = resolve_device(device) if device is not None else default_device()
         self.controls = _controls(dataset, mode, mechanism, teachers, k, epsilon, delta, queries, query_batch, steps, seed, eval_every)
         self.figs = _figures(widget=not static)
@@ -154,7 +156,7 @@ class Dashboard(Callback):
         self.d, self.mechanism, self.data, self._data_name, self.data_error = None, None, None, None, None
         self.rows, self.acc, self.noise, self.grid_queries, self._fresh, self.draws = [], [], None, None, False, 0
         self._handles = {}  # static mode: what `display` showed, to update in place
-        self.status.value = f"<b>ready</b> | device: {self.device}"
+        self.status.value = f"<b>ready</b> | device: {self.device}, {self.threads} CPU thread{'s' * (self.threads > 1)}"
         for name in PRIVACY_KNOBS: self.controls[name].observe(lambda change: self.update_privacy(), 'value')
         self.update_privacy()
 
@@ -298,10 +300,12 @@ def make_distiller(self:Dashboard) -> Distiller:
 
 @patch
 def _work(self:Dashboard):
-    state = 'failed'
+    state, threads = 'failed', torch.get_num_threads()
+    torch.set_num_threads(self.threads)  # the kernel's own setting comes back after the run
     try: state = 'stopped' if self.make_distiller().fit().stop else 'done'
     except Exception as e: self._fail(f"{type(e).__name__}: {e}", traceback.format_exc())
     finally:
+        torch.set_num_threads(threads)
         self._set_running(False)
         self.status.value = self._status(state)
         if self.static: self._redisplay()
