@@ -1,0 +1,276 @@
+"""PATE's data-dependent accounting (dpsd_nb.pate) against values computed independently of it:
+
+- closed forms (the two-class bound is the normal tail; GNSS's RDP), Monte Carlo (Pr[GNMax != top class]
+  and Confident-GNMax's answer rate), exact Renyi divergences of the binary outputs (two-class GNMax,
+  the threshold check) that the data-dependent bound must dominate;
+- the reference's published test values (tensorflow/privacy research/pate_2018 smooth_sensitivity_test.py);
+- brute force over every histogram of 12 teachers in 3 classes: the smooth sensitivity bounds
+  e^(-beta d) times the exact local sensitivity of every histogram d teachers away (where conditions
+  C5/C6 hold, and a counter-example where they fail);
+- an audit: Confident-GNMax on neighbouring histograms (one teacher's vote moved), a million draws with
+  fixed noise seeds, a Clopper-Pearson lower bound on epsilon at delta that stays below the claimed
+  data-independent epsilon, and exceeds it with half the noise.
+"""
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import special, stats
+
+from dpsd_nb.accountant import DEFAULT_ORDERS, eps_from_rdp, rdp_gaussian
+from dpsd_nb.mechanisms import noise_generator
+from dpsd_nb.pate import (NOT_PRIVATE, confident_gnmax, log_pr_answered, log_q0, log_q_gnmax, ls_gnmax, ls_threshold, pate_epsilon,
+                          rdp_gnmax, rdp_gnss, rdp_threshold, release_epsilon, smooth_conditions, smooth_sensitivity)
+
+torch.set_num_threads(1)
+ORDERS = np.array(DEFAULT_ORDERS)
+DELTA, ALPHA = 1e-5, 1e-3  # bounds hold with confidence 1 - ALPHA, one-sided
+AUDIT_SEED = 1313  # reproducible noise: an audit is a test
+
+
+def cp_upper(k, n): return 1. if k >= n else float(stats.beta.ppf(1 - ALPHA, k + 1, n - k))
+def cp_lower(k, n): return 0. if k <= 0 else float(stats.beta.ppf(ALPHA, k, n - k + 1))
+
+
+def renyi_bernoulli(log_p, log_1p, log_p2, log_1p2, order):
+    "Exact D_order(Bern(p) || Bern(p2)) from the logs of p, 1 - p, p2, 1 - p2."
+    return np.logaddexp(order * log_p + (1 - order) * log_p2, order * log_1p + (1 - order) * log_1p2) / (order - 1)
+
+
+# ---------- the bound q~ ----------
+@pytest.mark.parametrize('sigma', [1., 10., 40.])
+def test_two_class_q_is_the_normal_tail(sigma):
+    gaps = np.arange(0, 250, 5.)
+    votes = np.stack([125 + gaps / 2, 125 - gaps / 2], 1)
+    expect = np.minimum(stats.norm.logsf(gaps, scale=math.sqrt(2) * sigma), math.log(.5))
+    np.testing.assert_allclose(log_q_gnmax(votes, sigma), expect, rtol=1e-10)
+
+
+@pytest.mark.parametrize('votes', [[30, 20, 10], [50, 45, 30, 25, 0], [120, 100] + [3] * 10])
+def test_q_bounds_the_monte_carlo_error_rate(votes):
+    n, sigma = 400_000, 10.
+    v = torch.tensor(votes, dtype=torch.float64)
+    noisy = v + sigma * torch.randn(n, len(votes), generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    wrong = int((noisy.argmax(1) != 0).sum())
+    q = math.exp(log_q_gnmax(votes, sigma))
+    assert cp_lower(wrong, n) <= q  # a bound...
+    assert q <= 1.5 * cp_upper(wrong, n)  # ...and not a vacuous one
+
+
+# ---------- the data-dependent RDP against exact divergences ----------
+def test_gnmax_bound_dominates_the_exact_two_class_divergence():
+    "Two classes: the output is binary, Pr[top] = Phi(gap / (sqrt 2 sigma)); a neighbour moves the gap by 2."
+    sigma, M = 3., 100
+    dep, ind = rdp_gnmax(np.stack([np.arange(50, 101.), 100 - np.arange(50, 101.)], 1), sigma), rdp_gaussian(sigma, math.sqrt(2))
+    logp = lambda g: (special.log_ndtr(g / (math.sqrt(2) * sigma)), special.log_ndtr(-g / (math.sqrt(2) * sigma)))
+    gaps = 2 * np.arange(50, 101.) - M
+    for i, g in enumerate(gaps):
+        for g2 in (g - 2, g + 2):
+            exact = renyi_bernoulli(*logp(g), *logp(g2), ORDERS)
+            assert (exact <= dep[i] * (1 + 1e-9) + 1e-12).all(), (g, g2)
+            assert (exact <= ind * (1 + 1e-9)).all()
+    low = ORDERS <= 20  # above, Theorem 6 needs mu1 = sigma sqrt(log 1/q) + 1 >= order, which fails
+    assert (dep[-1, low] < ind[low] / 10).all()  # a unanimous vote is much cheaper: the check is not vacuous
+    assert dep[-1, 30] < dep[20, 30]
+
+
+@pytest.mark.parametrize('T', [10, 40, 70])
+def test_threshold_bound_dominates_the_exact_divergence(T):
+    "The check is binary, Pr[answered] = Phi((max - T) / sigma1); a neighbour moves the max by 1."
+    sigma1, M = 4., 80
+    tops = np.arange(M // 2, M + 1.)
+    dep = rdp_threshold(np.stack([tops, M - tops], 1), T, sigma1)
+    logp = lambda v: (special.log_ndtr((v - T) / sigma1), special.log_ndtr((T - v) / sigma1))
+    for i, v in enumerate(tops):
+        for v2 in (v - 1, v + 1):
+            exact = renyi_bernoulli(*logp(v), *logp(v2), ORDERS)
+            assert (exact <= dep[i] * (1 + 1e-9) + 1e-12).all(), (v, v2)
+    assert (dep <= rdp_gaussian(sigma1, 1.) * (1 + 1e-12)).all()
+    assert dep.min() < rdp_gaussian(sigma1, 1.)[0] / 10
+
+
+def test_never_above_data_independent_and_monotone_in_the_margin():
+    rng = np.random.default_rng(0)
+    votes = np.stack([rng.multinomial(250, rng.dirichlet(np.ones(10) * a)) for a in np.geomspace(.01, 10, 300)])
+    for sigma in (5., 40., 150.):
+        assert (rdp_gnmax(votes, sigma) <= rdp_gaussian(sigma, math.sqrt(2)) * (1 + 1e-12)).all()
+        margins = np.arange(0, 251, 2.)
+        dep = rdp_gnmax(np.stack([125 + margins / 2, 125 - margins / 2] + [0 * margins] * 8, 1), sigma)
+        assert (np.diff(dep, axis=0) <= 1e-15).all()
+
+
+def test_q0_is_where_the_bounds_meet():
+    "Below q0 the data-dependent bound is strictly better, at q0 (a crossing found by Brent's method) they are equal."
+    for sigma, order in ((15., 2.5), (15., 32.), (1500., 250.)):
+        lq0 = log_q0(sigma, order)
+        ind = order / sigma**2
+        above, at, below = (rdp_gnmax_from(lq, sigma, order) for lq in (lq0 + .01, lq0 - 1e-9, lq0 - 1))
+        assert above == ind and below < at <= ind and at == pytest.approx(ind, rel=1e-6)
+
+def rdp_gnmax_from(log_q, sigma, order):
+    from dpsd_nb.pate import rdp_from_log_q
+    return float(rdp_from_log_q(log_q, sigma, [order])[0])
+
+
+# ---------- the reference's published values ----------
+def test_reference_local_sensitivity_gnmax():
+    np.testing.assert_allclose(ls_gnmax([10, 0, 0], .5, 1.5)[0], [3.13503646e-17, 1.60178280e-08, 5.90681786e-03] + [5.99981308] * 7, rtol=1e-8)
+    np.testing.assert_allclose(ls_gnmax([1000, 500, 300, 200, 0], 250., 10.)[0],
+                               [0.] * 298 + [2.77693450548e-7, 2.10853979548e-6] + [2.73113623988e-6] * 1700, rtol=1e-8)
+
+
+def test_reference_local_sensitivity_threshold():
+    votes = [20, 10, 0]
+    a1 = [0] * 3 + [1.48454129e-04, 1.47826870e-02, 3.94153241e-02, 6.45775697e-02, 9.01543247e-02, 1.16054002e-01, 1.42180452e-01,
+                    1.42180452e-01, 1.48454129e-04, 1.47826870e-02, 3.94153241e-02, 6.45775697e-02, 9.01543266e-02, 1.16054000e-01,
+                    1.42180452e-01, 1.68302106e-01, 1.93127860e-01] + [0] * 10
+    a3 = [1.35750725752e-19, 1.88990500499e-17, 2.05403154065e-15, 1.74298153642e-13, 1.15489723995e-11, 5.97584949325e-10,
+          2.41486826748e-08, 7.62150641922e-07, 1.87846248741e-05, 0.000360973025976, 0.000360973025976, 2.76377015215e-50,
+          1.00904975276e-53, 2.87254164748e-57, 6.37583360761e-61, 1.10331620211e-64, 1.48844393335e-68, 1.56535552444e-72,
+          1.28328011060e-76, 8.20047697109e-81] + [0] * 10
+    np.testing.assert_allclose(ls_threshold(votes, 16, 2., 10.)[0], a1, rtol=3e-8)  # the published digits differ by 2e-8 between equal entries
+    np.testing.assert_allclose(ls_threshold(votes, 50, 2., 10.)[0], a3, rtol=1e-8)
+
+
+def test_reference_conditions():
+    assert smooth_conditions(20., 10, 25.) == (True, False)
+    assert smooth_conditions(30., 10, 25.) == (True, True)
+
+
+# ---------- the smooth sensitivity, by brute force ----------
+HISTOGRAMS = np.array([h for h in itertools.product(range(13), repeat=3) if sum(h) == 12], dtype=float)  # 12 teachers, 3 classes
+DISTANCE = np.maximum(HISTOGRAMS[:, None] - HISTOGRAMS[None], 0).sum(-1)  # teachers that must change their vote
+
+def exact_local_sensitivity(f):
+    "max |f(D') - f(D)| over the neighbours D' of each histogram D."
+    return np.array([np.abs(f[DISTANCE[i] == 1] - f[i]).max() for i in range(len(f))])
+
+def ss_shortfall(ls_exact, ls_bound, beta):
+    "How far the smooth sensitivity falls short of max over D' of e^(-beta d(D, D')) LS(D') (<= 0: it covers it)."
+    return ((np.exp(-beta * DISTANCE) * ls_exact[None]).max(1) - smooth_sensitivity(ls_bound, beta)).max()
+
+@pytest.mark.parametrize('sigma,order', [(1., 2.), (1.5, 2.), (3., 2.), (.7, 1.5)])
+def test_smooth_sensitivity_gnmax_covers_brute_force(sigma, order):
+    assert smooth_conditions(sigma, 3, order) == (True, True)
+    ls = exact_local_sensitivity(rdp_gnmax(HISTOGRAMS, sigma, [order])[:, 0])
+    assert ls.max() > .05  # the data-dependent bound does move: not vacuous
+    bound = ls_gnmax(HISTOGRAMS, sigma, order)
+    assert (ls <= bound[:, 0] * (1 + 1e-9)).all()
+    for beta in (.05, .3, 1.): assert ss_shortfall(ls, bound, beta) <= 1e-12, beta
+
+def test_smooth_sensitivity_gnmax_fails_where_the_conditions_fail():
+    "sigma 1, order 4, 3 classes: C6 fails, and indeed the smooth sensitivity misses a histogram; `release_epsilon` refuses it."
+    assert smooth_conditions(1., 3, 4.) == (True, False)
+    ls = exact_local_sensitivity(rdp_gnmax(HISTOGRAMS, 1., [4.])[:, 0])
+    assert ss_shortfall(ls, ls_gnmax(HISTOGRAMS, 1., 4.), .05) > .1
+    with pytest.raises(ValueError, match='conditions C5/C6 fail'):
+        release_epsilon(HISTOGRAMS, np.ones(len(HISTOGRAMS), bool), None, None, 1., DELTA, order=4., sigma_ss=10., beta=.05)
+
+@pytest.mark.parametrize('T', [3, 8, 11])
+def test_smooth_sensitivity_threshold_covers_brute_force(T):
+    ls = exact_local_sensitivity(rdp_threshold(HISTOGRAMS, T, 1., [3.])[:, 0])
+    bound = ls_threshold(HISTOGRAMS, T, 1., 3.)
+    assert ls.max() > .05
+    for beta in (.05, .3, 1.): assert ss_shortfall(ls, bound, beta) <= 1e-12, beta
+
+
+def test_gnss_rdp_closed_form():
+    beta, s = .02, 15.
+    o = np.array([2., 10., 24.9, 25., 30.])
+    got = rdp_gnss(beta, s, o)
+    for a, r in zip(o[:3], got): assert r == pytest.approx(a * math.exp(2 * beta) / s**2 + (beta * a - .5 * math.log(1 - 2 * a * beta)) / (a - 1), rel=1e-12)
+    assert np.isinf(got[3:]).all()  # defined only below 1 / (2 beta)
+
+
+# ---------- Confident-GNMax and its report ----------
+def test_confident_gnmax_answer_rate_and_labels():
+    for seed, votes in enumerate(([60., 40, 0], [30, 30, 40])):
+        out = confident_gnmax(torch.tensor([votes]).expand(100_000, -1), 55, 5., 8., noise_generator(noise_seed=seed))
+        a, p = int(out.answered.sum()), float(np.exp(log_pr_answered([votes], 55, 5.))[0])
+        assert cp_lower(a, 100_000) <= p <= cp_upper(a, 100_000)
+        assert set(out.labels[~out.answered].tolist()) == {-1}
+        wrong = int((out.labels[out.answered] != int(np.argmax(votes))).sum())
+        assert cp_lower(wrong, a) <= math.exp(log_q_gnmax(votes, 8.))
+
+
+def test_noise_is_secret_by_default():
+    votes = torch.tensor([[5., 5.]] * 1000)
+    a, b = confident_gnmax(votes, 5, 2., 2.), confident_gnmax(votes, 5, 2., 2.)
+    assert not torch.equal(a.answered, b.answered)
+    c, d = (confident_gnmax(votes, 5, 2., 2., noise_generator(noise_seed=7)) for _ in range(2))
+    assert torch.equal(c.labels, d.labels)
+
+
+def test_report_labels_what_is_not_private():
+    votes = np.array([[240, 10] + [0] * 8] * 200 + [[130, 120] + [0] * 8] * 200)
+    answered = np.arange(400) % 3 > 0
+    pe = pate_epsilon(votes, answered, 150, 50., 40., DELTA)
+    assert 'NOT private' in pe.data_dependent_privacy and pe.data_dependent_privacy == NOT_PRIVATE
+    assert pe.data_dependent < pe.data_independent
+    ind = answered.sum() * rdp_gaussian(40., math.sqrt(2)) + 400 * rdp_gaussian(50., 1.)
+    assert pe.data_independent == pytest.approx(eps_from_rdp(ind, DELTA)[0], rel=1e-12)
+    rel = release_epsilon(votes, answered, 150, 50., 40., DELTA, order=20., sigma_ss=15., generator=noise_generator(noise_seed=1))
+    assert 'NOT private' in rel.not_private['privacy'] and 'NOT private' in rel.privacy
+    assert rel.data_independent_total > pe.data_independent  # the release costs something
+    exact = rel.not_private['rdp_data_dependent']
+    assert exact == pytest.approx(float(pe.rdp_data_dependent[list(DEFAULT_ORDERS).index(20)]), rel=1e-12)
+
+
+def test_worked_example_reference_conventions():
+    "250 teachers, 1,000 answers, sigma 40, delta 1e-5, Mironov's conversion over the reference's orders: the issue's 6.00."
+    orders = np.concatenate((np.arange(2, 100.5, .5), np.logspace(2, np.log10(500), 100)))
+    mironov = lambda rdp: float((rdp + math.log(1 / DELTA) / (orders - 1)).min())
+    assert round(mironov(1000 * orders / 40**2), 2) == 6.00
+    low = rdp_gnmax([162.5, 87.5] + [0] * 8, 40., orders)  # margin 0.3 M
+    assert round(mironov(1000 * low), 2) == 6.00
+
+
+# ---------- the audit ----------
+DRAWS = 1_000_000  # per histogram; half to pick the event, half to bound
+
+def outcomes(votes, T, sigma1, sigma2, seed):
+    "Counts of the released outcome (abstain, label 0, label 1) over DRAWS runs, for each half of the draws."
+    out = confident_gnmax(torch.tensor([votes], dtype=torch.float64).expand(DRAWS, -1), T, sigma1, sigma2, noise_generator(noise_seed=seed))
+    lab = out.labels.numpy() + 1
+    return np.bincount(lab[:DRAWS // 2], minlength=3), np.bincount(lab[DRAWS // 2:], minlength=3)
+
+def bound(k_d, k_d2):
+    "Clopper-Pearson lower bound on epsilon from an event seen k_d times on D and k_d2 times on D' (of DRAWS / 2 each)."
+    n = DRAWS // 2
+    tpr, fpr = cp_lower(k_d, n), cp_upper(k_d2, n)
+    return math.log((tpr - DELTA) / fpr) if tpr > DELTA else 0.
+
+def audit(sigma1, sigma2, claim_sigma1, gaps=(4, 6, 8, 10, 12), M=100):
+    """Lower bound on epsilon of one Confident-GNMax answer: for each gap, D has the top class `gap` votes ahead and D' moves one
+    vote from the top to the runner-up (the max count and the gap both fall); the threshold sits 3 claimed sigma1 below the max.
+    On the first half of the draws, pick the histogram, direction and event (a union of outcomes, by likelihood ratio);
+    bound it on the second half."""
+    candidates = []
+    for g in gaps:
+        D = [(M + g) // 2, (M - g) // 2]
+        D2 = [D[0] - 1, D[1] + 1]
+        T = D[0] - 3 * claim_sigma1
+        (a1, a2), (b1, b2) = outcomes(D, T, sigma1, sigma2, AUDIT_SEED + g), outcomes(D2, T, sigma1, sigma2, AUDIT_SEED + 100 + g)
+        for x1, x2, y1, y2 in ((a1, a2, b1, b2), (b1, b2, a1, a2)):
+            by_ratio = np.argsort(-(x1 + .5) / (y1 + .5))
+            for k in (1, 2):
+                ev = by_ratio[:k]
+                candidates.append((bound(int(x1[ev].sum()), int(y1[ev].sum())), bound(int(x2[ev].sum()), int(y2[ev].sum()))))
+    return max(candidates)[1]
+
+SIGMA2 = 2.
+SIGMA1 = 2 * SIGMA2
+
+def claimed():
+    "The data-independent epsilon of one answered query (the threshold check and GNMax), at DELTA."
+    return pate_epsilon(np.array([[52, 48]]), [True], 40, SIGMA1, SIGMA2, DELTA).data_independent
+
+def test_audit_stays_below_the_claim():
+    eps, claim = audit(SIGMA1, SIGMA2, SIGMA1), claimed()
+    assert .4 * claim < eps <= claim, (eps, claim)  # tight enough to mean something, never above
+
+def test_audit_exceeds_the_claim_at_half_the_sigma():
+    eps, claim = audit(SIGMA1 / 2, SIGMA2 / 2, SIGMA1), claimed()
+    assert eps > claim, (eps, claim)
