@@ -4,27 +4,30 @@
 
 # %% ../nbs/05_distill.ipynb 3
 from __future__ import annotations
+import copy
 import math
 import os
+import warnings
 from dataclasses import dataclass, asdict, field, replace
 from pathlib import Path
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 from torch.optim.swa_utils import AveragedModel
 from tqdm.auto import tqdm
 
 from .data import DataInfo
-from .models import Generator, student_cnn, resolve_device
+from .models import Generator, student_cnn, resolve_device, seeded, as_teachers, TeacherModules, device_of, evaluating
 from .teachers import teacher_logits, save_atomic
-from .mechanisms import Answer, GaussianLabels, GaussianData, RandomizedResponse, check_noise_seed, noise_generator
+from .mechanisms import Answer, GaussianLabels, GaussianData, RandomizedResponse, check_noise_seed, noise_generator, rr_keep_prob
 from .accountant import Accountant, calibrate, privacy_unit
 
 # %% auto 0
-__all__ = ['MODES', 'PrivacyConfig', 'TeacherOracle', 'DistillConfig', 'check_together', 'Callback', 'soft_cross_entropy',
-           'mode_seeking', 'ema_warmup', 'Distiller', 'balanced_pick', 'fit', 'accuracy', 'ProgressCallback', 'History',
-           'state_dict', 'load_state_dict', 'Checkpoint', 'cross_fit_prior', 'fit_together', 'pair_configs',
-           'FlowGuard']
+__all__ = ['MODES', 'PrivacyConfig', 'TeacherOracle', 'own_vote_chance', 'single_teacher_note', 'DistillConfig', 'check_together',
+           'Callback', 'check_student', 'check_generator', 'soft_cross_entropy', 'mode_seeking', 'ema_warmup',
+           'Distiller', 'balanced_pick', 'fit', 'accuracy', 'ProgressCallback', 'History', 'state_dict',
+           'load_state_dict', 'Checkpoint', 'cross_fit_prior', 'fit_together', 'pair_configs', 'FlowGuard']
 
 # %% ../nbs/05_distill.ipynb 6
 MODES = {('label', 'gaussian'): GaussianLabels, ('label', 'rr'): RandomizedResponse, ('data', 'gaussian'): GaussianData}
@@ -66,11 +69,32 @@ class PrivacyConfig:
         return calibrate(placeholder, self.epsilon, self.delta, self.queries)
 
 # %% ../nbs/05_distill.ipynb 10
+def _probe(name:str, model:nn.Module, takes:str, *args) -> torch.Tensor:
+    "`model(*args)` in eval mode without gradients (its mode given back), or an error naming `model` and what it must take."
+    try:
+        with evaluating(model): return model(*args)
+    except Exception as e: raise ValueError(f"{name} fails on a probe ({type(e).__name__}: {e}); it must take {takes}") from None
+
 class TeacherOracle:
-    "Holds the teachers; releases only a mechanism's answers to queries."
-    def __init__(self, teachers):
-        self._teachers = teachers.eval().requires_grad_(False)
-        self.members = teachers.members
+    "Holds the teachers; releases only a mechanism's answers to queries (and, once, whether the teachers' outputs have the right shape)."
+    def __init__(self, teachers, # a `TeacherCNN`, one `nn.Module` of your own or a list of them (see `as_teachers`)
+                 info:DataInfo|None=None, # if given, `check` the teachers against it at once
+                ):
+        self._teachers = as_teachers(teachers).eval().requires_grad_(False)
+        self.members = self._teachers.members
+        if info is not None: self.check(info)
+
+    def check(self, info:DataInfo):
+        "Raise a clear error unless every teacher gives one logit per class of `info` on a probe batch of `info.shape`."
+        x, C = torch.zeros(2, *info.shape, device=device_of(self._teachers)), info.num_classes
+        t = self._teachers
+        if not isinstance(t, TeacherModules): parts = [('the teacher' if t.members == 1 else f'the {t.members} teachers', t)]
+        else: parts = [('the teacher', t.teachers[0])] if t.members == 1 else [(f'teachers[{j}]', one) for j, one in enumerate(t.teachers)]
+        for name, one in parts:
+            want = (one.members, 2, C) if hasattr(one, 'members') else (2, C)
+            got = tuple(_probe(name, one, f"images (B, *info.shape), here {tuple(x.shape)}", x).shape)
+            if got != want: raise ValueError(f"{name} gives logits of shape {got} on a probe batch of shape {tuple(x.shape)}: expected {want}, "
+                                             f"one logit per class of info ({C} classes); change its last layer or the DataInfo")
 
     def answer(self, x:torch.Tensor, # (B, C, H, W) synthetic queries
                student_probs:torch.Tensor, # (B, classes) the student's probabilities on them
@@ -82,7 +106,27 @@ class TeacherOracle:
             logits = teacher_logits(self._teachers, x.detach())
             return mechanism.answer(logits, student_probs.detach(), generator)
 
-# %% ../nbs/05_distill.ipynb 12
+# %% ../nbs/05_distill.ipynb 13
+def own_vote_chance(mechanism) -> float|None:
+    "With one teacher: the chance that a label-mode answer is that teacher's own vote (among the candidates); None in data mode."
+    if isinstance(mechanism, RandomizedResponse): return rr_keep_prob(mechanism.eps0, mechanism.k)
+    if not isinstance(mechanism, GaussianLabels): return None
+    if mechanism.sigma == 0 or mechanism.k == 1: return 1.
+    u = torch.linspace(-12, 12, 24001, dtype=torch.float64)  # the teacher's noise in units of sigma, against the k - 1 others'
+    density = torch.exp(-u**2 / 2) / math.sqrt(2 * math.pi) * torch.special.ndtr(u + 1 / mechanism.sigma) ** (mechanism.k - 1)
+    return torch.trapezoid(density, u).item()
+
+def single_teacher_note(mechanism, privacy:PrivacyConfig) -> str:
+    "What the budget of `privacy` leaves of one teacher's answers, in numbers."
+    p = own_vote_chance(mechanism)
+    noise = (f"sigma = {mechanism.sigma:.3g} per coordinate against a signal of norm below 1" if p is None else
+             (f"sigma = {mechanism.sigma:.3g} against one vote; " if hasattr(mechanism, 'sigma') else '')
+             + f"an answer is the teacher's own label with probability {p:.2f} (chance among k = {mechanism.k} candidates: {1 / mechanism.k:.2f})")
+    return (f"one teacher (M = 1): one private record can change that teacher and so every answer, and the noise for epsilon = "
+            f"{privacy.epsilon:g} over {privacy.queries} queries is calibrated to what one teacher's vote always moves: {noise}. "
+            "Teachers trained on disjoint parts of the private data (a list of modules) give M votes of signal under the same noise.")
+
+# %% ../nbs/05_distill.ipynb 16
 @dataclass(frozen=True)
 class DistillConfig:
     "The training knobs of the DPSD loop (the privacy ones are in `PrivacyConfig`)."
@@ -141,7 +185,7 @@ def check_together(privacy:PrivacyConfig, cfg:DistillConfig):
         raise ValueError(f"denoise={cfg.denoise}: more folds than answers (queries={privacy.queries}); choose 2 <= denoise <= queries")
 
 
-# %% ../nbs/05_distill.ipynb 14
+# %% ../nbs/05_distill.ipynb 18
 class Callback:
     "Base class: override any of the events."
     order = 0
@@ -150,7 +194,26 @@ class Callback:
     def after_step(self, d): pass
     def after_fit(self, d): pass
 
-# %% ../nbs/05_distill.ipynb 16
+# %% ../nbs/05_distill.ipynb 20
+def check_student(student:nn.Module, info:DataInfo):
+    "Raise a clear error unless `student` maps a probe batch (2, *info.shape) to logits (2, info.num_classes)."
+    x, C = torch.zeros(2, *info.shape, device=device_of(student)), info.num_classes
+    got = tuple(_probe('the student', student, f"images (B, *info.shape), here {tuple(x.shape)}", x).shape)
+    if got != (2, C): raise ValueError(f"the student gives outputs of shape {got} on a probe batch of shape {tuple(x.shape)}: "
+                                       f"expected (2, {C}), one logit per class of info; end it with a layer of {C} outputs")
+
+def check_generator(generator:nn.Module, info:DataInfo, latent:int):
+    "Raise a clear error unless `generator(z, y)` turns noise z (B, latent) and classes y (B,) into images (B, *info.shape) in [-1, 1]."
+    own = getattr(generator, 'latent', latent)
+    if own != latent: raise ValueError(f"generator.latent={own} but cfg.latent={latent}: the loop draws z of cfg.latent dims; set DistillConfig(latent={own})")
+    dev = device_of(generator)
+    z, y = torch.randn(2, latent, generator=torch.Generator(dev).manual_seed(0), device=dev), torch.arange(2, device=dev) % info.num_classes
+    x = _probe('the generator', generator, f"generator(z, y) with noise z of shape (2, {latent}) (cfg.latent) and classes y of shape (2,)", z, y)
+    if tuple(x.shape) != (2, *info.shape):
+        raise ValueError(f"generator(z, y) gives images of shape {tuple(x.shape)}: expected (2, *info.shape) = {(2, *info.shape)}")
+    if x.abs().max() > 1: raise ValueError(f"generator(z, y) gives pixels up to {x.abs().max().item():.3g}: images must lie in [-1, 1] (end it with tanh)")
+
+# %% ../nbs/05_distill.ipynb 23
 def soft_cross_entropy(logits, soft):
     "Cross-entropy of `logits` against soft labels `soft` (B, classes)."
     return -(soft * F.log_softmax(logits, 1)).sum(1).mean()
@@ -173,24 +236,35 @@ def ema_warmup(decay:float):
         for a, c in zip(averaged, current): a.lerp_(c, 1 - d)
     return update
 
+def _reinitialized(model:nn.Module) -> nn.Module:
+    "`model` with `reset_parameters()` called on every submodule that has one, in order."
+    for m in model.modules():
+        if hasattr(m, 'reset_parameters'): m.reset_parameters()
+    return model
+
 class Distiller:
-    "The DPSD loop: a student and a generator trained from a teacher oracle's DP answers."
+    "The DPSD loop: a student and a generator trained from a teacher oracle's DP answers; any teachers, student and generator (see `as_teachers`)."
     def __init__(self, info:DataInfo, # the data set's shape and classes (no data: the loop never sees any)
-                 teachers, # trained teachers (`TeacherCNN`), kept inside a `TeacherOracle`
+                 teachers, # a `TeacherCNN`; one trained `nn.Module` (M = 1: one record changes every answer, see `single_teacher_note`); or a list, module j trained ONLY on part j of `partition(n, M, seed)` (the package cannot check that)
                  privacy:PrivacyConfig=PrivacyConfig(),
                  cfg:DistillConfig=DistillConfig(),
                  callbacks:list=(),
-                 device=None):
+                 device=None,
+                 student:nn.Module|None=None, # a student of your own (trained in place), images (B, *info.shape) -> logits (B, classes); default `student_cnn(info)` from `cfg.seed`
+                 generator:nn.Module|None=None, # one of your own: `generator(z, y)`, z (B, cfg.latent), classes y (B,) -> images (B, *info.shape) in [-1, 1]; default the conditional `Generator`
+                ):
         self.info, self.privacy, self.cfg = info, privacy, cfg
         self.device = resolve_device(device)
         self.mechanism = privacy.build(info.num_classes)
-        self.oracle = TeacherOracle(teachers.to(self.device))
+        self.oracle = TeacherOracle(as_teachers(teachers).to(self.device), info)
         self.accountant = Accountant(privacy.delta)
-        with torch.random.fork_rng(devices=[]):  # seeded initial weights, the caller's random state untouched
-            torch.manual_seed(cfg.seed)
-            self.student = student_cnn(info).to(self.device)
-            self.generator = Generator(info, cfg.latent, conditional=True).to(self.device)
+        with seeded(cfg.seed):  # seeded initial weights, the caller's random state untouched
+            self.student = (student_cnn(info) if student is None else student).to(self.device)
+            self.generator = (Generator(info, cfg.latent, conditional=True) if generator is None else generator).to(self.device)
+        check_student(self.student, info); check_generator(self.generator, info, cfg.latent)
         check_together(privacy, cfg)
+        if self.oracle.members == 1 and not math.isinf(privacy.epsilon): warnings.warn(single_teacher_note(self.mechanism, privacy), stacklevel=2)
+        self._initial_student = copy.deepcopy(self.student).cpu()  # the architecture `refit` and `denoise` draw fresh students of
         self.ema = AveragedModel(self.student, multi_avg_fn=ema_warmup(cfg.ema)) if cfg.ema else None
         self.opt_s = torch.optim.Adam(self.student.parameters(), lr=cfg.lr_student)
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=cfg.lr_generator, betas=(0.5, 0.999))
@@ -214,7 +288,7 @@ class Distiller:
     def _noise(self, *shape): return torch.randn(*shape, generator=self.rng, device=self.device)
     def _classes(self, n): return (torch.arange(n, device=self.device) + torch.randint(self.info.num_classes, (1,), generator=self.rng, device=self.device)) % self.info.num_classes
 
-# %% ../nbs/05_distill.ipynb 18
+# %% ../nbs/05_distill.ipynb 25
 def balanced_pick(pred:torch.Tensor, # (N,) one predicted class per candidate, in the order drawn
                   n:int, # how many to keep, at most N
                   classes:int, # number of classes
@@ -288,16 +362,14 @@ def _generator_phase(self:Distiller):
 
 for f in (_query, _final_targets, _train_student, _student_phase, _generator_phase): setattr(Distiller, f.__name__, f)
 
-# %% ../nbs/05_distill.ipynb 20
+# %% ../nbs/05_distill.ipynb 27
 def _batch(self:Distiller, n:int):
     "Indices of a random student batch out of `n` released answers."
     return torch.randint(n, (min(self.cfg.student_batch, n),), generator=self.rng, device=self.device)
 
 def _fresh_student(self:Distiller, X, Y, seed:int):
-    "A new student (initial weights from `seed`) and its optimizer, fitted `final_steps` updates to `(X, Y)` with a cosine learning rate."
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        student = student_cnn(self.info).to(self.device)
+    "A new student (the initial one's architecture, weights drawn from `seed`) and its optimizer, fitted `final_steps` updates to `(X, Y)` with a cosine learning rate."
+    with seeded(seed): student = _reinitialized(copy.deepcopy(self._initial_student)).to(self.device)
     opt = torch.optim.Adam(student.parameters(), lr=self.cfg.lr_student)
     n = self.cfg.final_steps
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 0.5 * (1 + math.cos(math.pi * t / n)))
@@ -347,7 +419,7 @@ def fit(self:Distiller):
 for f in (_batch, _fresh_student, _final_steps, _iterate, _finish, fit): setattr(Distiller, f.__name__, f)
 
 
-# %% ../nbs/05_distill.ipynb 23
+# %% ../nbs/05_distill.ipynb 30
 @torch.no_grad()
 def accuracy(model, test, batch:int=1024) -> float:
     "Accuracy of a classifier on a test split."
@@ -356,7 +428,7 @@ def accuracy(model, test, batch:int=1024) -> float:
     pred = torch.cat([model(xb.to(dev)).argmax(1).cpu() for xb in x.split(batch)])
     return (pred == y).float().mean().item()
 
-# %% ../nbs/05_distill.ipynb 26
+# %% ../nbs/05_distill.ipynb 33
 class ProgressCallback(Callback):
     "A tqdm bar over the steps, showing epsilon spent and queries answered."
     def before_fit(self, d): self.bar = tqdm(total=d.cfg.steps, initial=d.step, desc='DPSD', leave=False)
@@ -376,7 +448,7 @@ class History(Callback):
             row['test_accuracy'] = accuracy(d.student, self.test)
         self.rows.append(row)
 
-# %% ../nbs/05_distill.ipynb 28
+# %% ../nbs/05_distill.ipynb 35
 def _pair_state(self:Distiller) -> dict:
     "This pair's own state: its step, student, generator, optimizers, random state and latest answers."
     return {'step': self.step, 'student': self.student.state_dict(), 'generator': self.generator.state_dict(),
@@ -423,7 +495,7 @@ class Checkpoint(Callback):
         if d.step % self.every == 0: save_atomic(d.state_dict(), self.path)
     def after_fit(self, d): save_atomic(d.state_dict(), self.path)
 
-# %% ../nbs/05_distill.ipynb 38
+# %% ../nbs/05_distill.ipynb 45
 def cross_fit_prior(X:torch.Tensor, # (N, ...) the released queries
                     Y:torch.Tensor, # (N, classes) their targets
                     folds:int, # how many parts: each part's prior comes from a classifier fitted on the others
@@ -450,7 +522,7 @@ def _denoise(self:Distiller, soft):
 Distiller._denoise = _denoise
 
 
-# %% ../nbs/05_distill.ipynb 41
+# %% ../nbs/05_distill.ipynb 48
 def fit_together(info:DataInfo, # the data set's shape and classes
                  teachers, # trained teachers, shared by every pair through one oracle
                  privacy:PrivacyConfig, # one mechanism and one budget for all pairs
@@ -488,19 +560,21 @@ def pair_configs(cfg:DistillConfig, # the settings of one run
     return [replace(cfg, query_batch=cfg.query_batch // pairs, seed=cfg.seed + 1000 * i) for i in range(pairs)]
 
 
-# %% ../nbs/05_distill.ipynb 44
+# %% ../nbs/05_distill.ipynb 51
 class FlowGuard:
-    "Records every forward call of the teachers' modules: grad mode, train mode, and whether the oracle made it."
-    def __init__(self, teachers):
+    "Records every forward call of the teachers' modules: grad mode, train mode, and whether the oracle made it (answering or checking)."
+    def __init__(self, teachers): # a `TeacherCNN`, one module or a list (see `as_teachers`)
         self.calls, self._inside = [], False
-        self._handles = [m.register_forward_pre_hook(self._record) for m in teachers.modules()]
-        original = TeacherOracle.answer
-        def answer(oracle, *args, **kwargs):
+        self._handles = [m.register_forward_pre_hook(self._record) for m in as_teachers(teachers).modules()]
+        self._originals = {name: getattr(TeacherOracle, name) for name in ('answer', 'check')}
+        for name, original in self._originals.items(): setattr(TeacherOracle, name, self._inside_oracle(original))
+    def _inside_oracle(self, original):
+        def method(oracle, *args, **kwargs):
             self._inside = True
             try: return original(oracle, *args, **kwargs)
             finally: self._inside = False
-        self._original, TeacherOracle.answer = original, answer
+        return method
     def _record(self, module, args): self.calls.append((torch.is_grad_enabled(), module.training, self._inside))
     def close(self):
         for h in self._handles: h.remove()
-        TeacherOracle.answer = self._original
+        for name, original in self._originals.items(): setattr(TeacherOracle, name, original)

@@ -4,10 +4,8 @@
 
 # %% ../nbs/06_evaluate.ipynb 2
 from __future__ import annotations
-import itertools
 import math
 import os
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -19,7 +17,7 @@ from tqdm.auto import tqdm
 from opacus import PrivacyEngine
 
 from .data import Data, DataInfo, partition
-from .models import student_cnn, member, resolve_device
+from .models import student_cnn, member, resolve_device, seeded, as_teachers, device_of, evaluating
 from .teachers import TeacherConfig, evaluate_teachers, vote_counts
 from .distill import accuracy
 from .mechanisms import noise_generator
@@ -31,24 +29,10 @@ __all__ = ['NOT_PRIVATE', 'predicted_labels', 'synthetic_images', 'class_coverag
            'train_dpsgd', 'evaluate']
 
 # %% ../nbs/06_evaluate.ipynb 7
-@contextmanager
-def _evaluating(*models):
-    "Eval mode and no gradients inside; each model's own mode restored after."
-    modes = [m.training for m in models]
-    try:
-        for m in models: m.eval()
-        with torch.no_grad(): yield
-    finally:
-        for m, mode in zip(models, modes): m.train(mode)
-
-def _device(m) -> torch.device:
-    t = next(itertools.chain(m.parameters(), m.buffers()), None)
-    return torch.device('cpu') if t is None else t.device
-
 def _outputs(model, x:torch.Tensor, batch:int=1024) -> torch.Tensor:
     "Logits of `model` on `x` in batches, on the CPU: (N, classes), or (M, N, classes) for a teacher ensemble."
-    with _evaluating(model):
-        return torch.cat([model(xb.to(_device(model))).cpu() for xb in x.split(batch)], dim=-2)
+    with evaluating(model):
+        return torch.cat([model(xb.to(device_of(model))).cpu() for xb in x.split(batch)], dim=-2)
 
 def predicted_labels(model, # a classifier, or a teacher ensemble (plurality vote, ties to the lowest class)
                      x:torch.Tensor, # (N, C, H, W) images
@@ -58,16 +42,19 @@ def predicted_labels(model, # a classifier, or a teacher ensemble (plurality vot
     return vote_counts(out).argmax(1) if out.ndim == 3 else out.argmax(1)
 
 # %% ../nbs/06_evaluate.ipynb 10
-def synthetic_images(generator, # a `Generator` (conditional or not)
+def synthetic_images(generator, # a `Generator`, or one of your own: `generator(z, y)`, with attributes `latent` (and `conditional`, default True)
                      info:DataInfo, # the data set's shape and classes
                      n:int, # images to draw
                      seed:int=0, # seed of the generator's noise
                     ):
     "`n` generated images (CPU) and the classes they were requested as (None if unconditional)."
-    dev, g = _device(generator), torch.Generator(_device(generator)).manual_seed(seed)
-    y = torch.arange(n) * info.num_classes // n if generator.conditional else None
-    with _evaluating(generator):
-        x = torch.cat([generator.sample(len(i), None if y is None else y[i].to(dev), generator=g).cpu()
+    latent = getattr(generator, 'latent', None)
+    if latent is None: raise ValueError("the generator has no `latent` attribute (the size of its noise z): set generator.latent = cfg.latent")
+    dev = device_of(generator)
+    g = torch.Generator(dev).manual_seed(seed)
+    y = torch.arange(n) * info.num_classes // n if getattr(generator, 'conditional', True) else None
+    with evaluating(generator):
+        x = torch.cat([generator(torch.randn(len(i), latent, generator=g, device=dev), None if y is None else y[i].to(dev)).cpu()
                        for i in torch.arange(n).split(1024)])
     return x, y
 
@@ -85,13 +72,11 @@ def class_coverage(generator, # a `Generator`
 # %% ../nbs/06_evaluate.ipynb 20
 def fresh_student(info:DataInfo, seed:int=0, device=None) -> torch.nn.Module:
     "A newly initialized `student_cnn`, its weights drawn from `seed` without touching the global RNG."
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return student_cnn(info).to(resolve_device(device))
+    with seeded(seed): return student_cnn(info).to(resolve_device(device))
 
 def fit_classifier(model, ds:TensorDataset, epochs:int=10, batch_size:int=128, lr:float=1e-3, seed:int=0):
     "`model` trained with Adam on the cross-entropy over `ds` for `epochs` shuffled passes, returned in eval mode."
-    dev, (x, y), g = _device(model), ds.tensors, torch.Generator().manual_seed(seed)
+    dev, (x, y), g = device_of(model), ds.tensors, torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
     for _ in range(epochs):
@@ -142,13 +127,14 @@ def mia_auc(model, # the attacked classifier
     return float(roc_auc_score(truth.numpy(), scores.numpy()))
 
 # %% ../nbs/06_evaluate.ipynb 31
-def mia_auc_teachers(teachers, # a trained `TeacherCNN` ensemble
+def mia_auc_teachers(teachers, # a trained `TeacherCNN` ensemble, or teachers of your own (one module, a list: see `as_teachers`)
                      data:Data, # the data it was trained on
-                     cfg:TeacherConfig, # the configuration it was trained with (gives the partition)
+                     cfg:TeacherConfig, # the configuration it was trained with (gives the partition); your own: `TeacherConfig(teachers=M, seed=s)` of `partition(n, M, s)`
                      max_teachers:int=10, # attack at most this many teachers, a seeded random subset
                      seed:int=0, # seed of the subset
                     ) -> float:
     "Mean loss-threshold attack AUC over teachers, each against its own part of the private split."
+    teachers = as_teachers(teachers)
     if teachers.members != cfg.teachers:
         raise ValueError(f"cfg.teachers={cfg.teachers} but the ensemble holds {teachers.members}: pass the config it was trained with")
     parts = partition(data.train, cfg.teachers, cfg.seed)
@@ -171,7 +157,7 @@ def sample_grid(generator, # a conditional `Generator`
                 seed:int=0, # seed of the generator's noise
                ) -> torch.Tensor:
     "An image (3, H, W) in [0, 1]: one row of generated samples per class."
-    if not generator.conditional: raise ValueError("sample_grid draws one row per class: it needs a conditional generator")
+    if not getattr(generator, 'conditional', True): raise ValueError("sample_grid draws one row per class: it needs a conditional generator")
     x, y = synthetic_images(generator, info, per_class * info.num_classes, seed)
     img = info.denormalize(x).expand(-1, 3, -1, -1)
     if student is not None: img = _framed(img, predicted_labels(student, x) == y)
@@ -243,8 +229,8 @@ NOT_PRIVATE = ("evaluation numbers that read the private train records or the te
 def evaluate(student, # the released student
              generator, # the released generator
              data:Data, # the private train split (attack members) and the real test split
-             teachers=None, # the trained teachers, for the teacher numbers (not released: a comparison)
-             teacher_cfg:TeacherConfig|None=None, # their configuration (gives the partition the attack needs)
+             teachers=None, # the trained teachers (a `TeacherCNN`, one module or a list of your own), for the teacher numbers (not released)
+             teacher_cfg:TeacherConfig|None=None, # their configuration (gives the partition the attack needs); your own: `TeacherConfig(teachers=M, seed=s)`; None for one teacher
              n_per_class:int=100, # generator samples per class for coverage and utility
              epochs:int=10, # passes of the fresh student in `synthetic_utility`
              seed:int=0,
@@ -252,7 +238,9 @@ def evaluate(student, # the released student
             ) -> dict:
     "Accuracy, generator utility and coverage of a DPSD run; membership-attack AUCs and teacher numbers under `not_private`."
     if teachers is not None and teacher_cfg is None:
-        raise ValueError("teachers given without teacher_cfg: the attack on them needs the partition they were trained on")
+        if as_teachers(teachers).members > 1:
+            raise ValueError("teachers given without teacher_cfg: the attack on them needs the partition they were trained on")
+        teacher_cfg = TeacherConfig(teachers=1)  # one teacher saw the whole train split
     shares = class_coverage(generator, student, data.info, n_per_class * data.info.num_classes, seed)
     private = {'note': NOT_PRIVATE, 'mia_auc_student': mia_auc(student, data.train, data.test)}
     if teachers is not None:

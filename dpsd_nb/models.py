@@ -4,7 +4,9 @@
 
 # %% ../nbs/01_models.ipynb 2
 from __future__ import annotations
+import itertools
 import math
+from contextlib import contextmanager
 
 import torch
 import torch.nn as nn
@@ -13,7 +15,8 @@ import torch.nn.functional as F
 from .data import DataInfo
 
 # %% auto 0
-__all__ = ['default_device', 'resolve_device', 'MemberConv2d', 'MemberLinear', 'TeacherCNN', 'member', 'student_cnn', 'Generator']
+__all__ = ['default_device', 'resolve_device', 'seeded', 'device_of', 'evaluating', 'MemberConv2d', 'MemberLinear', 'TeacherCNN',
+           'TeacherModules', 'as_teachers', 'member', 'student_cnn', 'Generator']
 
 # %% ../nbs/01_models.ipynb 5
 def default_device() -> torch.device:
@@ -35,6 +38,31 @@ def resolve_device(name:str|torch.device|None=None) -> torch.device:
     return dev
 
 # %% ../nbs/01_models.ipynb 9
+@contextmanager
+def seeded(seed:int):
+    "Inside: torch's global random state seeded with `seed`; after: the caller's CPU and CUDA states as they were."
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+# %% ../nbs/01_models.ipynb 12
+def device_of(m:nn.Module) -> torch.device:
+    "The device of `m`'s first parameter or buffer (the CPU if it has none)."
+    t = next(itertools.chain(m.parameters(), m.buffers()), None)
+    return torch.device('cpu') if t is None else t.device
+
+@contextmanager
+def evaluating(*models):
+    "Eval mode and no gradients inside; each model's own mode restored after."
+    modes = [m.training for m in models]
+    try:
+        for m in models: m.eval()
+        with torch.no_grad(): yield
+    finally:
+        for m, mode in zip(models, modes): m.train(mode)
+
+# %% ../nbs/01_models.ipynb 15
 def _init_members(weight, bias, fan_in):
     "nn.Conv2d / nn.Linear default init, member by member."
     for w in weight: nn.init.kaiming_uniform_(w, a=math.sqrt(5))
@@ -60,9 +88,9 @@ class MemberLinear(nn.Module):
         _init_members(self.weight.transpose(1, 2), self.bias, d_in)
     def forward(self, x): return torch.baddbmm(self.bias, x, self.weight)
 
-# %% ../nbs/01_models.ipynb 11
+# %% ../nbs/01_models.ipynb 17
 def _stages(size:int) -> int:
-    "Number of conv+pool stages: halve until the side is at most 7."
+    "Number of stride-2 stages: halve until the side is at most 7."
     n = 0
     while size > 7: size, n = size // 2, n + 1
     return max(n, 1)
@@ -77,12 +105,12 @@ class TeacherCNN(nn.Module):
         super().__init__()
         if members < 1: raise ValueError(f"members={members}: need at least one teacher")
         self.info, self.members, self.width, self.hidden = info, members, width, hidden
-        c, side, convs = info.channels, info.shape[1], []
-        for s in range(_stages(info.shape[1])):
+        c, (h, w), convs = info.channels, info.shape[1:], []
+        for s in range(_stages(max(h, w))):
             convs.append(MemberConv2d(members, c, width * 2**s))
-            c, side = width * 2**s, (side + 1) // 2
+            c, h, w = width * 2**s, (h + 1) // 2, (w + 1) // 2
         self.convs = nn.ModuleList(convs)
-        self.fc1 = MemberLinear(members, c * side * side, hidden)
+        self.fc1 = MemberLinear(members, c * h * w, hidden)
         self.fc2 = MemberLinear(members, hidden, info.num_classes)
 
     def forward(self, x):
@@ -95,25 +123,53 @@ class TeacherCNN(nn.Module):
         x = x.reshape(x.shape[0], M, -1).transpose(0, 1)  # (M, B, features)
         return self.fc2(F.relu(self.fc1(x)))
 
-# %% ../nbs/01_models.ipynb 14
+# %% ../nbs/01_models.ipynb 20
+def _logits_of_one(teacher:nn.Module, x:torch.Tensor) -> torch.Tensor:
+    "Logits (B, classes) of one teacher: a plain classifier, or a one-member `TeacherCNN`."
+    out = teacher(x)
+    return out[0] if hasattr(teacher, 'members') else out
+
+class TeacherModules(nn.Module):
+    "Teachers of your own, one `nn.Module` each, as one ensemble: logits (M, B, classes), like `TeacherCNN`."
+    def __init__(self, modules:list):
+        super().__init__()
+        self.teachers, self.members = nn.ModuleList(modules), len(modules)
+    def forward(self, x): return torch.stack([_logits_of_one(t, x) for t in self.teachers])
+
+# %% ../nbs/01_models.ipynb 21
+def as_teachers(teachers) -> nn.Module:
+    "An ensemble (`members`, logits (M, B, classes)) from a `TeacherCNN`, one `nn.Module` (M = 1) or a list of them (M = its length)."
+    if isinstance(teachers, nn.Module): return teachers if hasattr(teachers, 'members') else TeacherModules([teachers])
+    if not (isinstance(teachers, (list, tuple)) and teachers and all(isinstance(t, nn.Module) for t in teachers)):
+        raise TypeError(f"teachers={teachers!r:.80}: pass a trained nn.Module (one teacher), a list of them "
+                        "(one per disjoint part of the private data) or a TeacherCNN ensemble")
+    for j, t in enumerate(teachers):
+        if getattr(t, 'members', 1) != 1:
+            raise ValueError(f"teachers[{j}] holds {t.members} teachers: a list takes one teacher per entry; "
+                             f"pass [member(t, i) for i in range({t.members})], or the ensemble alone")
+    return TeacherModules(list(teachers))
+
+# %% ../nbs/01_models.ipynb 24
 def member(teachers:TeacherCNN, j:int) -> TeacherCNN:
-    "A single-member copy of teacher `j` of an ensemble."
-    one = TeacherCNN(teachers.info, 1, teachers.width, teachers.hidden).to(next(teachers.parameters()).device)
+    "A single-member copy of teacher `j` of an ensemble (of `TeacherModules`: its `j`-th module itself)."
+    if isinstance(teachers, TeacherModules): return teachers.teachers[j]
+    with seeded(0): one = TeacherCNN(teachers.info, 1, teachers.width, teachers.hidden)  # weights replaced below: the caller's random state left alone
+    one.to(next(teachers.parameters()).device)
     one.load_state_dict({k: v[j:j+1] for k, v in teachers.state_dict().items()})
     return one
 
-# %% ../nbs/01_models.ipynb 19
+# %% ../nbs/01_models.ipynb 29
 def student_cnn(info:DataInfo, # the data set's shape and classes
                 width:int=32, # filters of the first convolution (the second has twice as many)
                ) -> nn.Sequential:
     "The student: conv-ReLU-pool, conv-ReLU-pool, linear."
-    side = info.shape[1] // 4
+    h, w = info.shape[1] // 4, info.shape[2] // 4
     return nn.Sequential(
         nn.Conv2d(info.channels, width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
         nn.Conv2d(width, 2 * width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(2 * width * side * side, info.num_classes))
+        nn.Flatten(), nn.Linear(2 * width * h * w, info.num_classes))
 
-# %% ../nbs/01_models.ipynb 22
+# %% ../nbs/01_models.ipynb 32
 class Generator(nn.Module):
     "Maps noise (and optionally a class) to images of the data set's shape in [-1, 1]."
     def __init__(self, info:DataInfo, # the data set's shape and classes
@@ -124,9 +180,9 @@ class Generator(nn.Module):
         super().__init__()
         if info.shape[1] % 4 or info.shape[2] % 4: raise ValueError(f"image side {info.shape[1:]} must be divisible by 4")
         self.info, self.latent, self.conditional = info, latent, conditional
-        self.side = info.shape[1] // 4
+        self.side = (info.shape[1] // 4, info.shape[2] // 4)
         self.embed = nn.Embedding(info.num_classes, latent) if conditional else None
-        self.fc = nn.Linear(latent, 2 * width * self.side**2)
+        self.fc = nn.Linear(latent, 2 * width * self.side[0] * self.side[1])
         self.body = nn.Sequential(
             nn.BatchNorm2d(2 * width), nn.Upsample(scale_factor=2),
             nn.Conv2d(2 * width, 2 * width, 3, padding=1), nn.BatchNorm2d(2 * width), nn.LeakyReLU(0.2),
@@ -138,7 +194,7 @@ class Generator(nn.Module):
         if self.conditional:
             if y is None: raise ValueError("a conditional generator needs the classes y to draw")
             z = z * self.embed(y)
-        return self.body(self.fc(z).view(len(z), -1, self.side, self.side))
+        return self.body(self.fc(z).view(len(z), -1, *self.side))
 
     def sample(self, n:int, y=None, generator:torch.Generator|None=None):
         "`n` images from fresh noise (classes `y` if conditional)."

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .data import Data, partition
-from .models import TeacherCNN, member, default_device
+from .models import TeacherCNN, member, default_device, seeded, as_teachers
 
 # %% auto 0
 __all__ = ['TEACHER_ARCHITECTURE', 'PARTITION', 'TeacherConfig', 'train_teachers_loop', 'train_teachers', 'teacher_logits',
@@ -70,8 +70,9 @@ def _scheduler(opt, data:Data, cfg:TeacherConfig):
     return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps, pct_start=0.15)
 
 def _init_teachers(data:Data, cfg:TeacherConfig, device) -> TeacherCNN:
-    torch.manual_seed(cfg.seed)
-    return TeacherCNN(data.info, cfg.teachers, cfg.width, cfg.hidden).to(device)
+    "Initial weights from `cfg.seed`, drawn on the CPU; the caller's random state is left alone."
+    with seeded(cfg.seed): teachers = TeacherCNN(data.info, cfg.teachers, cfg.width, cfg.hidden)
+    return teachers.to(device)
 
 # %% ../nbs/02_teachers.ipynb 11
 def train_teachers_loop(data:Data, cfg:TeacherConfig, device=None) -> list[TeacherCNN]:
@@ -111,8 +112,10 @@ def train_teachers(data:Data, cfg:TeacherConfig, device=None, progress:bool=True
 
 # %% ../nbs/02_teachers.ipynb 17
 @torch.no_grad()
-def teacher_logits(teachers:TeacherCNN, x:torch.Tensor, chunk:int|None=None) -> torch.Tensor:
+def teacher_logits(teachers, # a `TeacherCNN`, or teachers of your own (see `as_teachers`)
+                   x:torch.Tensor, chunk:int|None=None) -> torch.Tensor:
     "Logits (M, N, classes) of every teacher on `x`, in chunks that keep memory bounded."
+    teachers = as_teachers(teachers)
     dev = next(teachers.parameters()).device
     chunk = chunk or max(16, 8192 // teachers.members)
     return torch.cat([teachers(xb.to(dev)) for xb in x.split(chunk)], dim=1)
@@ -135,9 +138,10 @@ class TeacherReport:
         return (f"TeacherReport({len(a)} teacher(s): accuracy mean {self.mean_accuracy:.4f} "
                 f"[{min(a):.4f}..{max(a):.4f}], plurality {self.plurality_accuracy:.4f}, mean margin {self.mean_margin:.3f})")
 
-def evaluate_teachers(teachers:TeacherCNN, test) -> TeacherReport:
+def evaluate_teachers(teachers, # a `TeacherCNN`, or teachers of your own (see `as_teachers`)
+                      test) -> TeacherReport:
     "Accuracies and vote margins of `teachers` on the `test` split."
-    x, y = test.tensors
+    teachers, (x, y) = as_teachers(teachers), test.tensors
     logits = teacher_logits(teachers, x).cpu()
     acc = (logits.argmax(-1) == y).float().mean(1)
     votes = vote_counts(logits)
