@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from .data import DataInfo
 from .models import Generator, student_cnn, resolve_device, seeded, as_teachers, TeacherModules, device_of, evaluating
+from .models import _tensors, _fingerprint, _informative
 from .teachers import teacher_logits, save_atomic
 from .mechanisms import Answer, GaussianLabels, GaussianData, RandomizedResponse, check_noise_seed, noise_generator, rr_keep_prob
 from .accountant import Accountant, calibrate, privacy_unit
@@ -95,6 +96,22 @@ class TeacherOracle:
             got = tuple(_probe(name, one, f"images (B, *info.shape), here {tuple(x.shape)}", x).shape)
             if got != want: raise ValueError(f"{name} gives logits of shape {got} on a probe batch of shape {tuple(x.shape)}: expected {want}, "
                                              f"one logit per class of info ({C} classes); change its last layer or the DataInfo")
+
+    def check_apart(self, **models):
+        "Raise unless no model to be released (`student=`, `generator=`) holds a teacher's module, shares a teacher tensor's storage or copies one."
+        mods = {id(m) for m in self._teachers.modules()}
+        storage = {x.untyped_storage().data_ptr() for _, x in _tensors(self._teachers) if x.numel()}
+        values = {}
+        for _, x in _tensors(self._teachers):
+            if _informative(x): values.setdefault(_fingerprint(x), []).append(x)
+        for role, model in models.items():
+            if any(id(m) in mods for m in model.modules()):
+                raise ValueError(f"the {role} contains a teacher's module: it is released, and the teacher with it; build the {role} apart from the teachers")
+            for name, x in _tensors(model):
+                if (x.numel() and x.untyped_storage().data_ptr() in storage) or (
+                        _informative(x) and any(torch.equal(x, y) for y in values.get(_fingerprint(x), []))):
+                    raise ValueError(f"the {role}'s {name} holds a teacher's weights (shared or copied): the {role} is released, and the "
+                                     f"teacher with it; build the {role} apart from the teachers and the private data")
 
     def answer(self, x:torch.Tensor, # (B, C, H, W) synthetic queries
                student_probs:torch.Tensor, # (B, classes) the student's probabilities on them
@@ -245,12 +262,12 @@ def _reinitialized(model:nn.Module) -> nn.Module:
 class Distiller:
     "The DPSD loop: a student and a generator trained from a teacher oracle's DP answers; any teachers, student and generator (see `as_teachers`)."
     def __init__(self, info:DataInfo, # the data set's shape and classes (no data: the loop never sees any)
-                 teachers, # a `TeacherCNN`; one trained `nn.Module` (M = 1: one record changes every answer, see `single_teacher_note`); or a list, module j trained ONLY on part j of `partition(n, M, seed)` (the package cannot check that)
+                 teachers, # a `TeacherCNN`; one trained `nn.Module` (M = 1: one record changes every answer, see `single_teacher_note`); or a list, module j trained ONLY on part j of `partition(n, M, seed)` (the package cannot check that) The oracle puts them in eval mode, freezes them and moves them to `device`, in place.
                  privacy:PrivacyConfig=PrivacyConfig(),
                  cfg:DistillConfig=DistillConfig(),
                  callbacks:list=(),
                  device=None,
-                 student:nn.Module|None=None, # a student of your own (trained in place), images (B, *info.shape) -> logits (B, classes); default `student_cnn(info)` from `cfg.seed`
+                 student:nn.Module|None=None, # a student of your own (trained in place; not built from a teacher), images (B, *info.shape) -> logits (B, classes); default `student_cnn(info)` from `cfg.seed`. `refit`/`denoise` draw fresh students by `reset_parameters()` on a copy: custom initialisations become PyTorch's defaults, and a bare `nn.Parameter` keeps its initial value
                  generator:nn.Module|None=None, # one of your own: `generator(z, y)`, z (B, cfg.latent), classes y (B,) -> images (B, *info.shape) in [-1, 1]; default the conditional `Generator`
                 ):
         self.info, self.privacy, self.cfg = info, privacy, cfg
@@ -262,6 +279,7 @@ class Distiller:
             self.student = (student_cnn(info) if student is None else student).to(self.device)
             self.generator = (Generator(info, cfg.latent, conditional=True) if generator is None else generator).to(self.device)
         check_student(self.student, info); check_generator(self.generator, info, cfg.latent)
+        self.oracle.check_apart(student=self.student, generator=self.generator)  # nothing of a teacher may leave with them
         check_together(privacy, cfg)
         if self.oracle.members == 1 and not math.isinf(privacy.epsilon): warnings.warn(single_teacher_note(self.mechanism, privacy), stacklevel=2)
         self._initial_student = copy.deepcopy(self.student).cpu()  # the architecture `refit` and `denoise` draw fresh students of

@@ -40,10 +40,9 @@ def resolve_device(name:str|torch.device|None=None) -> torch.device:
 # %% ../nbs/01_models.ipynb 9
 @contextmanager
 def seeded(seed:int):
-    "Inside: torch's global random state seeded with `seed`; after: the caller's CPU and CUDA states as they were."
-    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
+    "Inside: the CPU's random state seeded with `seed` (draw weights on the CPU, then move them); after: as it was. No other device's state is touched."
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(seed)
         yield
 
 # %% ../nbs/01_models.ipynb 12
@@ -137,8 +136,37 @@ class TeacherModules(nn.Module):
     def forward(self, x): return torch.stack([_logits_of_one(t, x) for t in self.teachers])
 
 # %% ../nbs/01_models.ipynb 21
+def _tensors(m:nn.Module) -> list:
+    "`(name, tensor)` of every parameter and buffer of `m`, shared ones once."
+    return list(itertools.chain(m.named_parameters(), m.named_buffers()))
+
+def _fingerprint(t:torch.Tensor) -> tuple:
+    "A cheap key under which equal tensors meet: shape, dtype and the sum."
+    return (tuple(t.shape), t.dtype, t.detach().double().sum().item() if t.is_floating_point() else None)
+
+def _informative(t:torch.Tensor) -> bool:
+    "A tensor whose equality with another's says something: floating point, several elements, not all the same value."
+    return t.is_floating_point() and t.numel() > 1 and bool((t != t.flatten()[0]).any())
+
+def _check_distinct(teachers:list):
+    "Raise unless no two teachers share a module, a tensor's storage, or all their weights: each must count once."
+    owner = {}
+    for j, t in enumerate(teachers):
+        for name, x in _tensors(t):
+            i = owner.setdefault(x.untyped_storage().data_ptr(), j)
+            if i != j: raise ValueError(f"teachers[{i}] and teachers[{j}] share weights ({name}): the same module or layers listed twice. One "
+                                        "record would change both, while the noise is calibrated for one teacher per record; pass each teacher once")
+    seen = {}
+    for j, t in enumerate(teachers):
+        key = tuple(_fingerprint(x) for _, x in _tensors(t))
+        for i in seen.get(key, []):
+            if all(torch.equal(a, b) for (_, a), (_, b) in zip(_tensors(teachers[i]), _tensors(t))):
+                raise ValueError(f"teachers[{i}] and teachers[{j}] have identical weights: copies of one teacher, which one record changes "
+                                 "together; pass teachers trained on disjoint parts of the private data, each once")
+        seen.setdefault(key, []).append(j)
+
 def as_teachers(teachers) -> nn.Module:
-    "An ensemble (`members`, logits (M, B, classes)) from a `TeacherCNN`, one `nn.Module` (M = 1) or a list of them (M = its length)."
+    "An ensemble (`members`, logits (M, B, classes)) from a `TeacherCNN`, one `nn.Module` (M = 1) or a list of distinct ones (M = its length)."
     if isinstance(teachers, nn.Module): return teachers if hasattr(teachers, 'members') else TeacherModules([teachers])
     if not (isinstance(teachers, (list, tuple)) and teachers and all(isinstance(t, nn.Module) for t in teachers)):
         raise TypeError(f"teachers={teachers!r:.80}: pass a trained nn.Module (one teacher), a list of them "
@@ -147,6 +175,7 @@ def as_teachers(teachers) -> nn.Module:
         if getattr(t, 'members', 1) != 1:
             raise ValueError(f"teachers[{j}] holds {t.members} teachers: a list takes one teacher per entry; "
                              f"pass [member(t, i) for i in range({t.members})], or the ensemble alone")
+    _check_distinct(list(teachers))
     return TeacherModules(list(teachers))
 
 # %% ../nbs/01_models.ipynb 24

@@ -3,6 +3,7 @@ as the one teacher (M = 1, with its epsilon note) or a list of them (M teachers)
 on made-up 3x32x32 and 1x8x8 data; bad input refused before any training, naming the value; the oracle the only door
 to the teachers; reproducible runs with `noise_seed`; the caller's random state (CPU and CUDA) left alone."""
 import copy
+import re
 import math
 import warnings
 
@@ -122,8 +123,46 @@ def test_generator_outside_the_pixel_range_is_refused():
     class Loud(OwnGenerator):
         def forward(self, z, y): return 3 * super().forward(z, y)
     with pytest.raises(ValueError, match=r'pixels up to .* must lie in \[-1, 1\]'):
-        Distiller(RGB, [tiny_cnn(RGB)] * 2, PRIV, SMALL, device='cpu', generator=Loud(RGB))
+        Distiller(RGB, [tiny_cnn(RGB, seed=s) for s in (0, 1)], PRIV, SMALL, device='cpu', generator=Loud(RGB))
 
+
+
+class HoldsTeacher(nn.Module):
+    "A generator that keeps a teacher inside it (and would release it)."
+    def __init__(self, teacher, info=RGB):
+        super().__init__(); self.teacher, self.inner = teacher, OwnGenerator(info); self.latent = self.inner.latent
+    def forward(self, z, y): return self.inner(z, y)
+
+TEACHER_LEAKS = {  # a released model built from a teacher -> the words of the refusal (the guarantee covers only the answers)
+    'the teacher as the student': (lambda t: dict(student=t), "the student contains a teacher's module"),
+    "a teacher's layers in the student": (lambda t: dict(student=nn.Sequential(t[0], nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(16, 10))),
+                                          "the student contains a teacher's module"),
+    "a teacher's tensor in the student": (lambda t: dict(student=_sharing(t)), "the student's 0.weight holds a teacher's weights"),
+    'a copy of the teacher as the student': (lambda t: dict(student=copy.deepcopy(t)), "the student's 0.weight holds a teacher's weights"),
+    'the teacher inside the generator': (lambda t: dict(generator=HoldsTeacher(t)), "the generator contains a teacher's module"),
+}
+
+def _sharing(t):
+    s = tiny_cnn(RGB, seed=5); s[0].weight = t[0].weight  # the same Parameter, in a module of its own
+    return s
+
+@pytest.mark.parametrize('case', TEACHER_LEAKS)
+def test_a_released_model_built_from_a_teacher_is_refused(case):
+    make, words = TEACHER_LEAKS[case]
+    t = tiny_cnn(RGB)
+    with pytest.raises(ValueError) as e, warnings.catch_warnings():
+        warnings.filterwarnings('ignore', message='one teacher')
+        Distiller(RGB, [t, tiny_cnn(RGB, seed=1)], PRIV, SMALL, device='cpu', **make(t))
+    assert words in str(e.value), (case, str(e.value))
+
+@pytest.mark.parametrize('teachers, words', [
+    (lambda t: [t, t], 'teachers[0] and teachers[1] share weights'),
+    (lambda t: [t, tiny_cnn(RGB, seed=1), copy.deepcopy(t)], 'teachers[0] and teachers[2] have identical weights'),
+], ids=['the same module twice', 'a copy'])
+def test_one_teacher_listed_twice_is_refused(teachers, words):
+    "One record changes every copy of a teacher: M copies would need M times the sensitivity the noise is calibrated for."
+    with pytest.raises(ValueError, match=re.escape(words)):
+        Distiller(RGB, teachers(tiny_cnn(RGB)), PRIV, SMALL, device='cpu')
 
 @pytest.mark.parametrize('as_list', [False, True], ids=['one module', 'a list'])
 def test_the_oracle_is_the_only_door_to_teachers_of_your_own(as_list):
@@ -160,7 +199,7 @@ def test_reproducible_for_a_fixed_seed_with_noise_seed():
 
 def test_refit_draws_a_fresh_student_of_your_architecture():
     mine = own_student(RGB)
-    d = run(RGB, [tiny_cnn(RGB)] * 2, cfg=DistillConfig(**{**vars(SMALL), 'refit': True}), student=mine)
+    d = run(RGB, [tiny_cnn(RGB, seed=s) for s in (0, 1)], cfg=DistillConfig(**{**vars(SMALL), 'refit': True}), student=mine)
     assert d.student is not mine and type(d.student[1]) is nn.BatchNorm2d
     assert not torch.equal(d.student[0].weight, own_student(RGB)[0].weight)  # weights drawn again from cfg.seed + 1, then fitted
 
