@@ -7,22 +7,27 @@
 - brute force over every histogram of 12 teachers in 3 classes: the smooth sensitivity bounds
   e^(-beta d) times the exact local sensitivity of every histogram d teachers away (where conditions
   C5/C6 hold, and a counter-example where they fail);
-- an audit: Confident-GNMax on neighbouring histograms (one teacher's vote moved), a million draws with
-  fixed noise seeds, a Clopper-Pearson lower bound on epsilon at delta that stays below the claimed
-  data-independent epsilon, and exceeds it with half the noise.
+- audits: Confident-GNMax on neighbouring histograms (one teacher's vote moved), a million draws with
+  fixed noise seeds, the event picked on one half and bounded (Clopper-Pearson) on the other: a lower
+  bound on epsilon at delta below the claimed data-independent epsilon, above it with half the noise;
+  and lower bounds on the Renyi divergence of order 2 against the claimed RDP, with the threshold at
+  the max count (the check's own loss) and with a tie (GNMax's sensitivity sqrt 2), each above the
+  claim of a broken variant (sigma1 halved, the check not charged, sigma2 / sqrt 2, sensitivity 1).
 """
+import dataclasses
 import itertools
 import math
 
 import numpy as np
 import pytest
 import torch
-from scipy import special, stats
+from scipy import integrate, special, stats
 
 from dpsd_nb.accountant import DEFAULT_ORDERS, eps_from_rdp, rdp_gaussian
 from dpsd_nb.mechanisms import noise_generator
-from dpsd_nb.pate import (NOT_PRIVATE, confident_gnmax, log_pr_answered, log_q0, log_q_gnmax, ls_gnmax, ls_threshold, pate_epsilon,
-                          rdp_gnmax, rdp_gnss, rdp_threshold, release_epsilon, smooth_conditions, smooth_sensitivity)
+import dpsd_nb.pate as pate
+from dpsd_nb.pate import (NOT_PRIVATE, PateEpsilon, confident_gnmax, log_pr_answered, log_q0, log_q_gnmax, ls_gnmax, ls_threshold,
+                          pate_epsilon, rdp_gnmax, rdp_gnss, rdp_threshold, release_epsilon, smooth_conditions, smooth_sensitivity)
 
 torch.set_num_threads(1)
 ORDERS = np.array(DEFAULT_ORDERS)
@@ -74,6 +79,16 @@ def test_gnmax_bound_dominates_the_exact_two_class_divergence():
     low = ORDERS <= 20  # above, Theorem 6 needs mu1 = sigma sqrt(log 1/q) + 1 >= order, which fails
     assert (dep[-1, low] < ind[low] / 10).all()  # a unanimous vote is much cheaper: the check is not vacuous
     assert dep[-1, 30] < dep[20, 30]
+
+
+def test_the_data_dependent_bound_is_one_sided():
+    "It bounds D(M(D) || M(D')) at the actual D; the reverse D(M(D') || M(D)) can exceed it (exact 3-class output probabilities)."
+    sigma = 3.
+    def probs(v): return np.array([integrate.quad(lambda x: stats.norm.pdf(x, v[i], sigma) * np.prod([stats.norm.cdf(x, v[j], sigma)
+                                   for j in range(3) if j != i]), -np.inf, np.inf, epsabs=1e-14)[0] for i in range(3)])
+    p, q = probs([20, 4, 1]), probs([19, 5, 1])
+    dep = float(rdp_gnmax([20, 4, 1], sigma, [2.])[0])
+    assert np.log((p**2 / q).sum()) <= dep < np.log((q**2 / p).sum())  # 0.00034 <= 0.00115 < 0.00200
 
 
 @pytest.mark.parametrize('T', [10, 40, 70])
@@ -137,6 +152,40 @@ def test_reference_local_sensitivity_threshold():
 def test_reference_conditions():
     assert smooth_conditions(20., 10, 25.) == (True, False)
     assert smooth_conditions(30., 10, 25.) == (True, True)
+
+
+def test_conditions_reach_the_far_tail(monkeypatch):
+    "Real histograms reach log q~ ~ -3909 (250 unanimous votes at sigma 2): C5/C6 are checked far below it, where b_l, b_u are finite."
+    lq = float(log_q_gnmax([250] + [0] * 9, 2.))
+    assert lq < -3900
+    b_l, b_u = (float(pate._log_b(lq, 2., 10, sign)) for sign in (1, -1))
+    assert -math.inf < b_l < lq < b_u < 0  # exp(log q~) underflowed to 0 here, and both were -inf
+    seen, rdp = [], pate.rdp_from_log_q
+    monkeypatch.setattr(pate, 'rdp_from_log_q', lambda lq, *a, **k: seen.append(np.min(lq)) or rdp(lq, *a, **k))
+    assert smooth_conditions(40., 10, 20.) == (True, True)
+    assert min(seen) <= -1e6  # the grid stopped at 100 log q0, about -300
+
+
+# ---------- the number of teachers ----------
+SHORT_ROW = np.array([[3., 0, 0], [40, 0, 0]])  # row 0 holds 3 votes of 40 teachers (abstentions, top-k counts)
+
+@pytest.mark.parametrize('f', [lambda v, **k: ls_gnmax(v, 2., 2., **k), lambda v, **k: ls_threshold(v, 30, 2., 2., **k),
+                               lambda v, **k: release_epsilon(v, [True] * len(v), 30, 2., 2., DELTA, order=2., sigma_ss=10., **k)],
+                         ids=['ls_gnmax', 'ls_threshold', 'release_epsilon'])
+def test_rows_must_hold_every_teachers_vote(f):
+    "M was read from row 0: the output held 3 distances and row 1's smooth sensitivity fell ~1e28-fold, so did the release's noise."
+    with pytest.raises(ValueError, match=r'rows \[0\] \(of 1\) hold \[3.0\] votes, not M=40'): f(SHORT_ROW)
+    with pytest.raises(ValueError, match=r'rows \[0\] \(of 1\) hold \[40.0\] votes, not M=41'): f(SHORT_ROW[1:], num_teachers=41)
+    with pytest.raises(ValueError, match=r'rows \[0\]'): f(np.array([[41., -1, 0]]))
+    with pytest.raises(ValueError, match=r'rows \[0\]'): f(np.array([[39.5, .5, 0]]))
+
+def test_rows_of_all_teachers_are_walked_over_all_distances():
+    votes = np.array([[40., 0, 0], [30, 10, 0]])
+    for f in (lambda v, **k: ls_gnmax(v, 2., 2., **k), lambda v, **k: ls_threshold(v, 30, 2., 2., **k)):
+        got = f(votes)
+        assert got.shape == (2, 40)
+        np.testing.assert_array_equal(got[0], f(votes[:1])[0])  # each row as if alone
+        np.testing.assert_array_equal(got, f(votes, num_teachers=40))
 
 
 # ---------- the smooth sensitivity, by brute force ----------
@@ -207,15 +256,23 @@ def test_report_labels_what_is_not_private():
     votes = np.array([[240, 10] + [0] * 8] * 200 + [[130, 120] + [0] * 8] * 200)
     answered = np.arange(400) % 3 > 0
     pe = pate_epsilon(votes, answered, 150, 50., 40., DELTA)
-    assert 'NOT private' in pe.data_dependent_privacy and pe.data_dependent_privacy == NOT_PRIVATE
-    assert pe.data_dependent < pe.data_independent
+    assert pe.not_private.privacy == NOT_PRIVATE
+    assert pe.not_private.epsilon < pe.data_independent
+    assert 'order=' in repr(pe.not_private) and 'order_data_dependent' not in repr(pe)  # the order is chosen by the votes too
+    assert not [f.name for f in dataclasses.fields(PateEpsilon) if 'data_dependent' in f.name]  # nothing data-dependent outside not_private
     ind = answered.sum() * rdp_gaussian(40., math.sqrt(2)) + 400 * rdp_gaussian(50., 1.)
     assert pe.data_independent == pytest.approx(eps_from_rdp(ind, DELTA)[0], rel=1e-12)
+    np.testing.assert_allclose(pe.rdp_data_independent, ind, rtol=1e-12)
     rel = release_epsilon(votes, answered, 150, 50., 40., DELTA, order=20., sigma_ss=15., generator=noise_generator(noise_seed=1))
     assert 'NOT private' in rel.not_private['privacy'] and 'NOT private' in rel.privacy
     assert rel.data_independent_total > pe.data_independent  # the release costs something
     exact = rel.not_private['rdp_data_dependent']
-    assert exact == pytest.approx(float(pe.rdp_data_dependent[list(DEFAULT_ORDERS).index(20)]), rel=1e-12)
+    assert exact == pytest.approx(float(pe.not_private.rdp[list(DEFAULT_ORDERS).index(20)]), rel=1e-12)
+
+
+@pytest.mark.parametrize('f', [log_q_gnmax, log_pr_answered, ls_gnmax, ls_threshold, smooth_sensitivity, rdp_gnmax, rdp_threshold])
+def test_functions_of_the_votes_say_so(f):
+    assert 'NOT private' in f.__doc__
 
 
 def test_worked_example_reference_conventions():
@@ -235,6 +292,13 @@ def outcomes(votes, T, sigma1, sigma2, seed):
     out = confident_gnmax(torch.tensor([votes], dtype=torch.float64).expand(DRAWS, -1), T, sigma1, sigma2, noise_generator(noise_seed=seed))
     lab = out.labels.numpy() + 1
     return np.bincount(lab[:DRAWS // 2], minlength=3), np.bincount(lab[DRAWS // 2:], minlength=3)
+
+def pick(candidates):
+    "The hold-out value of the candidate best on the selection half: ties go to the first, never to the better hold-out value."
+    return candidates[int(np.argmax([sel for sel, _ in candidates]))][1]
+
+def test_pick_ignores_the_hold_out_on_ties():
+    assert pick([(1., 0.), (1., 5.), (.5, 9.)]) == 0.  # max(candidates)[1], used before, gave 5.
 
 def bound(k_d, k_d2):
     "Clopper-Pearson lower bound on epsilon from an event seen k_d times on D and k_d2 times on D' (of DRAWS / 2 each)."
@@ -258,7 +322,7 @@ def audit(sigma1, sigma2, claim_sigma1, gaps=(4, 6, 8, 10, 12), M=100):
             for k in (1, 2):
                 ev = by_ratio[:k]
                 candidates.append((bound(int(x1[ev].sum()), int(y1[ev].sum())), bound(int(x2[ev].sum()), int(y2[ev].sum()))))
-    return max(candidates)[1]
+    return pick(candidates)
 
 SIGMA2 = 2.
 SIGMA1 = 2 * SIGMA2
@@ -273,4 +337,64 @@ def test_audit_stays_below_the_claim():
 
 def test_audit_exceeds_the_claim_at_half_the_sigma():
     eps, claim = audit(SIGMA1 / 2, SIGMA2 / 2, SIGMA1), claimed()
+    assert eps > claim, (eps, claim)
+
+
+# ---------- audits of the Renyi divergence: the check at its threshold, GNMax at a tie ----------
+ORDER = 2.
+
+def renyi_lower(k_p, k_q, order=ORDER):
+    "Lower bound on D_order(Bern(p) || Bern(q)) from k_p and k_q hits of DRAWS / 2: it grows in p and falls in q where p > q."
+    p, q = cp_lower(k_p, DRAWS // 2), cp_upper(k_q, DRAWS // 2)
+    return float(renyi_bernoulli(math.log(p), math.log1p(-p), math.log(q), math.log1p(-q), order)) if p > q else 0.
+
+def renyi_audit(D, D2, T, sigma1, sigma2, seed):
+    "Lower bound on the order-2 Renyi divergence of Confident-GNMax's outcomes between D and D2, either way: event picked on one half."
+    (a1, a2), (b1, b2) = outcomes(D, T, sigma1, sigma2, seed), outcomes(D2, T, sigma1, sigma2, seed + 1)
+    candidates = []
+    for x1, x2, y1, y2 in ((a1, a2, b1, b2), (b1, b2, a1, a2)):
+        by_ratio = np.argsort(-(x1 + .5) / (y1 + .5), kind='stable')
+        for k in (1, 2):
+            ev = by_ratio[:k]
+            candidates.append((renyi_lower(int(x1[ev].sum()), int(y1[ev].sum())), renyi_lower(int(x2[ev].sum()), int(y2[ev].sum()))))
+    return pick(candidates)
+
+def claimed_rdp(threshold, sigma1, sigma2):
+    "The package's data-independent RDP at ORDER of one answered query (threshold None: GNMax alone, the check not charged)."
+    pe = pate_epsilon(np.array([[60, 40]]), [True], threshold, sigma1, sigma2, DELTA)
+    return float(pe.rdp_data_independent[list(DEFAULT_ORDERS).index(ORDER)])
+
+CHECK = dict(D=[60, 40], D2=[59, 41], T=60, sigma2=8.)  # T at the max count: answered with probability 1/2; GNMax almost sure
+CHECK_SIGMA1 = 2.
+
+@pytest.fixture(scope='module')
+def check_audit(): return renyi_audit(**CHECK, sigma1=CHECK_SIGMA1, seed=AUDIT_SEED + 500)
+
+def test_threshold_audit_stays_below_the_claim(check_audit):
+    claim = claimed_rdp(60, CHECK_SIGMA1, CHECK['sigma2'])
+    assert .4 * claim < check_audit <= claim, (check_audit, claim)
+
+def test_threshold_audit_catches_an_uncharged_check(check_audit):
+    claim = claimed_rdp(None, None, CHECK['sigma2'])
+    assert check_audit > claim, (check_audit, claim)
+
+def test_threshold_audit_catches_half_sigma1():
+    eps, claim = renyi_audit(**CHECK, sigma1=CHECK_SIGMA1 / 2, seed=AUDIT_SEED + 600), claimed_rdp(60, CHECK_SIGMA1, CHECK['sigma2'])
+    assert eps > claim, (eps, claim)
+
+TIE = dict(D=[50, 50], D2=[49, 51], T=-math.inf, sigma1=1.)  # always answered; one vote moves the gap by 2
+TIE_SIGMA2 = 1.
+
+@pytest.fixture(scope='module')
+def tie_audit(): return renyi_audit(**TIE, sigma2=TIE_SIGMA2, seed=AUDIT_SEED + 700)
+
+def test_gnmax_audit_stays_below_the_claim(tie_audit):
+    claim = claimed_rdp(None, None, TIE_SIGMA2)
+    assert .4 * claim < tie_audit <= claim, (tie_audit, claim)
+
+def test_gnmax_audit_catches_sensitivity_one(tie_audit):
+    assert tie_audit > float(rdp_gaussian(TIE_SIGMA2, 1., [ORDER])[0]), tie_audit  # the gap moves by 2: sensitivity sqrt 2, not 1
+
+def test_gnmax_audit_catches_sigma2_over_sqrt2():
+    eps, claim = renyi_audit(**TIE, sigma2=TIE_SIGMA2 / math.sqrt(2), seed=AUDIT_SEED + 800), claimed_rdp(None, None, TIE_SIGMA2)
     assert eps > claim, (eps, claim)
