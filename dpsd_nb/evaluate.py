@@ -180,7 +180,7 @@ def save_image_atomic(img:torch.Tensor, # (C, H, W) in [0, 1]
     return path
 
 # %% ../nbs/06_evaluate.ipynb 43
-def _check_dpsgd(epsilon, delta, epochs, batch_size, lr, max_grad_norm):
+def _check_dpsgd(epsilon, delta, epochs, batch_size, lr, max_grad_norm, optimizer='adam', momentum=0.):
     if not (isinstance(epsilon, (int, float)) and 0 < epsilon < math.inf):
         raise ValueError(f"epsilon={epsilon!r}: DP-SGD needs a finite target epsilon > 0")
     if not (isinstance(delta, float) and 0 < delta < 1): raise ValueError(f"delta={delta!r}: must lie strictly between 0 and 1, e.g. 1e-5")
@@ -188,24 +188,29 @@ def _check_dpsgd(epsilon, delta, epochs, batch_size, lr, max_grad_norm):
         if not (isinstance(v, int) and v >= 1): raise ValueError(f"{name}={v!r}: must be an integer >= 1")
     for name, v in (('lr', lr), ('max_grad_norm', max_grad_norm)):
         if not v > 0: raise ValueError(f"{name}={v!r}: must be > 0")
+    if optimizer not in ('adam', 'sgd'): raise ValueError(f"optimizer={optimizer!r}: choose 'adam' or 'sgd'")
+    if not 0 <= momentum < 1: raise ValueError(f"momentum={momentum!r}: a number in [0, 1) (SGD's heavy ball)")
 
 def train_dpsgd(data:Data, # the private train split is `data.train`
                 epsilon:float, # target epsilon after all epochs, under replace-one
                 delta:float=1e-5, # target delta
                 epochs:int=30, # passes (in expectation) over the private split
                 batch_size:int=128, # expected batch is len(train) / ceil(len(train) / batch_size)
-                lr:float=1e-2, # Adam learning rate
+                lr:float=1e-2, # learning rate
                 max_grad_norm:float=1.0, # per-record gradient clip (L2)
+                optimizer:str='adam', # 'adam', or 'sgd' (with `momentum`; the standard DP-SGD recipe: large batches, lr ~2, clip ~0.1)
+                momentum:float=0.9, # SGD's momentum (ignored by Adam)
                 seed:int=0, # seed of the initial weights (never of the Poisson sampling or the noise: both are secret)
                 device=None, # default: `default_device()`
                 progress:bool=False, # show a progress bar with the epsilon spent
                 noise_seed:int|None=None, # None: secret noise and batches; an int: reproducible, NOT private against whoever knows it
                ):
     "A `student_cnn` trained with DP-SGD (Opacus) on the private split, and its epsilon under replace-one."
-    _check_dpsgd(epsilon, delta, epochs, batch_size, lr, max_grad_norm)
+    _check_dpsgd(epsilon, delta, epochs, batch_size, lr, max_grad_norm, optimizer, momentum)
     dev = resolve_device(device)
     model = fresh_student(data.info, seed, dev)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    opt = (torch.optim.Adam(model.parameters(), lr=lr) if optimizer == 'adam' else
+           torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum))
     # the Poisson batches come from this loader's generator: secret too, or whoever knows it sees which steps used a record
     loader = DataLoader(data.train, batch_size=batch_size, generator=noise_generator('cpu', None if noise_seed is None else noise_seed + 1))
     q, planned = 1 / len(loader), epochs * len(loader)
