@@ -10,12 +10,12 @@ from dataclasses import asdict, replace
 import numpy as np
 from fastcore.basics import patch
 
-from .mechanisms import GaussianEvent, RREvent, GaussianLabels, GaussianData, RandomizedResponse, rr_keep_prob
+from .mechanisms import GaussianEvent, RREvent, RandomizedResponse
 
 # %% auto 0
-__all__ = ['NEIGHBOUR_RELATION', 'DEFAULT_ORDERS', 'privacy_unit', 'rdp_gaussian', 'rdp_rr', 'rdp', 'pure_epsilon', 'conversion',
-           'eps_from_rdp', 'epsilon_gaussian', 'epsilon_rr', 'calibrate_gaussian', 'calibrate_rr', 'calibrate',
-           'Accountant', 'rdp_sampled_gaussian', 'epsilon_dpsgd', 'calibrate_dpsgd']
+__all__ = ['NEIGHBOUR_RELATION', 'DEFAULT_ORDERS', 'privacy_unit', 'rdp_gaussian', 'rdp_rr', 'rdp', 'pure_epsilon', 'check_delta',
+           'conversion', 'eps_from_rdp', 'epsilon_gaussian', 'epsilon_rr', 'calibrate_gaussian', 'calibrate_rr',
+           'calibrate', 'Accountant', 'rdp_sampled_gaussian', 'epsilon_dpsgd', 'calibrate_dpsgd']
 
 # %% ../nbs/04_accountant.ipynb 7
 NEIGHBOUR_RELATION = 'replace-one'  # the relation of every epsilon the package reports, DP-SGD's included
@@ -79,7 +79,8 @@ def pure_epsilon(event) -> float:
     return event.count * event.eps0 if isinstance(event, RREvent) else math.inf
 
 # %% ../nbs/04_accountant.ipynb 19
-def _check_delta(delta):
+def check_delta(delta):
+    "`delta` as a float if it lies in (0, 1), else the one error every part of the package gives."
     if not (isinstance(delta, (int, float)) and 0 < delta < 1):
         raise ValueError(f"delta={delta!r}: must be a number in (0, 1), typically well below 1 / (number of private records)")
     return float(delta)
@@ -89,7 +90,7 @@ def conversion(delta:float, # target delta
               ) -> np.ndarray:
     "What converting RDP to (epsilon, delta) adds at each order: epsilon = rdp + conversion."
     o = _orders(orders)
-    return -(np.log(_check_delta(delta)) + np.log(o)) / (o - 1) + np.log((o - 1) / o)
+    return -(np.log(check_delta(delta)) + np.log(o)) / (o - 1) + np.log((o - 1) / o)
 
 def eps_from_rdp(rdp:np.ndarray, # RDP at each order
                  delta:float, # target delta
@@ -119,7 +120,7 @@ def epsilon_gaussian(sigma:float, # noise std, > 0 (sigma = 0 is the non-private
                     ) -> float:
     "Epsilon at `delta` after `queries` Gaussian queries: RDP composition, Balle et al. conversion."
     _check_positive('sigma', sigma, 'the noise std (0 is the non-private mode, epsilon = inf)'); _check_positive('sensitivity', sensitivity, 'the sensitivity')
-    return eps_from_rdp(_check_queries(queries) * rdp_gaussian(sigma, sensitivity), _check_delta(delta))[0]
+    return eps_from_rdp(_check_queries(queries) * rdp_gaussian(sigma, sensitivity), check_delta(delta))[0]
 
 def _epsilon_rr(eps0:np.ndarray, k, queries, conv, orders):  # vectorized over eps0, no checks
     rho = queries * rdp_rr(eps0[:, None], k, orders)
@@ -132,7 +133,7 @@ def epsilon_rr(eps0:float, # per-answer epsilon
               ) -> float:
     "Epsilon at `delta` after `queries` randomized responses: the better of RDP composition and `queries * eps0`."
     ev = RREvent(eps0, k, _check_queries(queries))
-    return min(eps_from_rdp(rdp(ev), _check_delta(delta))[0], pure_epsilon(ev))
+    return min(eps_from_rdp(rdp(ev), check_delta(delta))[0], pure_epsilon(ev))
 
 # %% ../nbs/04_accountant.ipynb 26
 def calibrate_gaussian(target_epsilon:float, # epsilon to reach after all queries
@@ -160,7 +161,7 @@ def calibrate_rr(target_epsilon:float, # epsilon to reach after all queries
                 ) -> float:
     "The largest per-answer eps0 (to 1e-10 relative) whose `queries` randomized responses are (target_epsilon, delta)-DP."
     target = _check_positive('target_epsilon', target_epsilon, 'the target epsilon')
-    q, delta = _check_queries(queries, least=1), _check_delta(delta)
+    q, delta = _check_queries(queries, least=1), check_delta(delta)
     if isinstance(k, bool) or not isinstance(k, int) or k < 2:
         raise ValueError(f"k={k!r}: randomized response over fewer than 2 candidates reveals nothing; choose an integer k >= 2")
     o = _orders(DEFAULT_ORDERS); conv = conversion(delta, o)
@@ -197,7 +198,7 @@ class Accountant:
     def __init__(self, delta:float=1e-5, # default delta for `epsilon()` and the history
                  orders=DEFAULT_ORDERS, # Renyi orders alpha > 1
                 ):
-        self.delta, self.orders = _check_delta(delta), tuple(float(o) for o in _orders(orders))
+        self.delta, self.orders = check_delta(delta), tuple(float(o) for o in _orders(orders))
         self.ledger, self.history, self.steps = {}, [], 0
 
     @property
@@ -214,11 +215,11 @@ class Accountant:
 
     def epsilon(self, delta:float|None=None) -> float:
         "Epsilon spent so far at `delta` (default: the accountant's)."
-        return _epsilon(self.ledger, self.delta if delta is None else _check_delta(delta), self.orders)
+        return _epsilon(self.ledger, self.delta if delta is None else check_delta(delta), self.orders)
 
     def epsilon_if(self, events, delta:float|None=None) -> float:
         "Epsilon it would be after charging `events`, without charging them."
-        return _epsilon(self._merged(events), self.delta if delta is None else _check_delta(delta), self.orders)
+        return _epsilon(self._merged(events), self.delta if delta is None else check_delta(delta), self.orders)
 
     def charge(self, events, # the `Answer.events` of one step (one event or several)
               ) -> float:
@@ -241,7 +242,7 @@ def state_dict(self:Accountant) -> dict:
 @patch
 def load_state_dict(self:Accountant, state:dict):
     "Restore the state saved by `state_dict`."
-    self.delta, self.orders, self.steps = _check_delta(state['delta']), tuple(_orders(state['orders']).tolist()), state['steps']
+    self.delta, self.orders, self.steps = check_delta(state['delta']), tuple(_orders(state['orders']).tolist()), state['steps']
     self.ledger = {}
     self.ledger = self._merged([_EVENTS[d['type']](**{k: v for k, v in d.items() if k != 'type'}) for d in state['ledger']])
     self.history = [tuple(h) for h in state['history']]
@@ -277,7 +278,7 @@ def epsilon_dpsgd(q:float, # Poisson sampling rate
                   delta:float, # target delta
                  ) -> float:
     "Epsilon at `delta` of `steps` DP-SGD steps under replace-one: numerical RDP, composition, Balle et al. conversion."
-    return eps_from_rdp(_check_queries(steps) * rdp_sampled_gaussian(q, noise_multiplier), _check_delta(delta))[0]
+    return eps_from_rdp(_check_queries(steps) * rdp_sampled_gaussian(q, noise_multiplier), check_delta(delta))[0]
 
 def calibrate_dpsgd(target_epsilon:float, # epsilon to reach after all steps
                     delta:float, # target delta

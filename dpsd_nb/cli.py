@@ -75,14 +75,11 @@ def _json_number(x):
     return 'inf' if isinstance(x, float) and math.isinf(x) else x
 
 def write_report(report:dict, folder:str|Path) -> Path:
-    "Write `report` as `folder/report.json` through a temporary file."
-    folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
-    path, tmp = folder/'report.json', folder/f'.report.json.tmp{os.getpid()}'
-    try:
+    "Write `report` as `folder/report.json` through `atomic_path`: all of it or nothing."
+    from dpsd_nb.teachers import atomic_path  # torch comes with it: only once a job has run
+    with atomic_path(Path(folder)/'report.json') as tmp:
         tmp.write_text(json.dumps({k: _json_number(v) for k, v in report.items()}, indent=1, allow_nan=False))
-        os.replace(tmp, path)
-    finally: tmp.unlink(missing_ok=True)
-    return path
+    return Path(folder)/'report.json'
 
 # %% ../nbs/08_cli.ipynb 11
 RUN_FILES = ('report.json', 'student.pt', 'generator.pt', 'samples.png')

@@ -16,7 +16,6 @@ from IPython.display import HTML, display
 from fastcore.basics import patch
 
 import torch
-import torch.nn.functional as F
 import ipywidgets as W
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots

@@ -6,9 +6,8 @@
 from __future__ import annotations
 import copy
 import math
-import os
 import warnings
-from dataclasses import dataclass, asdict, field, replace
+from dataclasses import dataclass, asdict, replace
 from pathlib import Path
 
 import torch
@@ -22,7 +21,7 @@ from .models import Generator, student_cnn, resolve_device, seeded, as_teachers,
 from .models import _tensors, _fingerprint, _informative
 from .teachers import teacher_logits, save_atomic
 from .mechanisms import Answer, GaussianLabels, GaussianData, RandomizedResponse, check_noise_seed, noise_generator, rr_keep_prob
-from .accountant import Accountant, calibrate, privacy_unit
+from .accountant import Accountant, calibrate, check_delta
 
 # %% auto 0
 __all__ = ['MODES', 'PrivacyConfig', 'TeacherOracle', 'own_vote_chance', 'single_teacher_note', 'DistillConfig', 'check_together',
@@ -50,8 +49,7 @@ class PrivacyConfig:
                              + ', '.join(f'{m}/{n}' for m, n in MODES))
         if not (isinstance(self.epsilon, (int, float)) and self.epsilon > 0):
             raise ValueError(f"epsilon={self.epsilon!r}: the target epsilon must be > 0 (math.inf for no noise)")
-        if not (isinstance(self.delta, float) and 0 < self.delta < 1):
-            raise ValueError(f"delta={self.delta!r}: must lie strictly between 0 and 1, e.g. 1e-5")
+        check_delta(self.delta)
         if not (isinstance(self.queries, int) and self.queries >= 1):
             raise ValueError(f"queries={self.queries!r}: the query budget must be an integer >= 1")
         if self.k is not None and not (isinstance(self.k, int) and self.k >= 1):

@@ -5,7 +5,6 @@
 # %% ../nbs/06_evaluate.ipynb 4
 from __future__ import annotations
 import math
-import os
 from pathlib import Path
 
 import torch
@@ -18,10 +17,10 @@ from opacus import PrivacyEngine
 
 from .data import Data, DataInfo, partition
 from .models import student_cnn, member, resolve_device, seeded, as_teachers, device_of, evaluating
-from .teachers import TeacherConfig, evaluate_teachers, vote_counts
+from .teachers import TeacherConfig, atomic_path, evaluate_teachers, vote_counts
 from .distill import accuracy
 from .mechanisms import noise_generator
-from .accountant import calibrate_dpsgd, epsilon_dpsgd
+from .accountant import calibrate_dpsgd, check_delta, epsilon_dpsgd
 
 # %% auto 0
 __all__ = ['NOT_PRIVATE', 'predicted_labels', 'synthetic_images', 'class_coverage', 'fresh_student', 'fit_classifier',
@@ -167,23 +166,15 @@ def sample_grid(generator, # a conditional `Generator`
 def save_image_atomic(img:torch.Tensor, # (C, H, W) in [0, 1]
                       path:str|Path, # where to write; the suffix picks the format (.png, .jpg, ...)
                      ) -> Path:
-    "Write `img` to `path` through a temporary file and `os.replace`: all of it or nothing."
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f'.{path.stem}.tmp{os.getpid()}{path.suffix}')
-    try:
-        save_image(img, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    "Write `img` to `path` through `atomic_path`: all of it or nothing."
+    with atomic_path(path) as tmp: save_image(img, tmp)
+    return Path(path)
 
 # %% ../nbs/06_evaluate.ipynb 43
 def _check_dpsgd(epsilon, delta, epochs, batch_size, lr, max_grad_norm, optimizer='adam', momentum=0.):
     if not (isinstance(epsilon, (int, float)) and 0 < epsilon < math.inf):
         raise ValueError(f"epsilon={epsilon!r}: DP-SGD needs a finite target epsilon > 0")
-    if not (isinstance(delta, float) and 0 < delta < 1): raise ValueError(f"delta={delta!r}: must lie strictly between 0 and 1, e.g. 1e-5")
+    check_delta(delta)
     for name, v in (('epochs', epochs), ('batch_size', batch_size)):
         if not (isinstance(v, int) and v >= 1): raise ValueError(f"{name}={v!r}: must be an integer >= 1")
     for name, v in (('lr', lr), ('max_grad_norm', max_grad_norm)):

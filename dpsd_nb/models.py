@@ -31,7 +31,7 @@ def resolve_device(name:str|torch.device|None=None) -> torch.device:
     "The device called `name` (default: `default_device()`), checked to exist on this machine."
     if name is None: return default_device()
     try: dev = torch.device(name)
-    except (RuntimeError, TypeError) as e: raise ValueError(f"device={name!r} is not a device: use cuda, mps or cpu") from None
+    except (RuntimeError, TypeError): raise ValueError(f"device={name!r} is not a device: use cuda, mps or cpu") from None
     ok = {'cpu': True, 'cuda': torch.cuda.is_available(),
           'mps': getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available()}
     if not ok.get(dev.type, False): raise ValueError(f"device={name!r} is not available here: use {default_device()} (or leave it out)")

@@ -5,7 +5,6 @@
 # %% ../nbs/98_readme.ipynb 4
 from __future__ import annotations
 import json
-import re
 import sys
 from pathlib import Path
 

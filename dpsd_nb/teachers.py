@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, asdict
 from pathlib import Path
 
@@ -20,8 +21,8 @@ from .models import TeacherCNN, member, default_device, seeded, as_teachers
 
 # %% auto 0
 __all__ = ['TEACHER_ARCHITECTURE', 'PARTITION', 'TeacherConfig', 'train_teachers_loop', 'train_teachers', 'teacher_logits',
-           'vote_counts', 'TeacherReport', 'evaluate_teachers', 'default_cache', 'save_atomic', 'cache_path',
-           'get_teachers']
+           'vote_counts', 'TeacherReport', 'evaluate_teachers', 'default_cache', 'atomic_path', 'save_atomic',
+           'cache_path', 'get_teachers']
 
 # %% ../nbs/02_teachers.ipynb 7
 @dataclass(frozen=True)
@@ -162,12 +163,19 @@ def _fingerprint(data:Data) -> str:
     for t in data.train.tensors: h.update(t.contiguous().numpy().tobytes())
     return h.hexdigest()[:16]
 
-def save_atomic(obj, path:str|Path):
-    "torch.save to a temporary name in the same folder, then rename: all of the file or none."
+@contextmanager
+def atomic_path(path:str|Path):
+    "A temporary name beside `path` (same suffix) to write to; renamed onto `path` if the block ends well, removed if not: all of the file or none."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f'.{path.name}.tmp{os.getpid()}')
-    try: torch.save(obj, tmp); os.replace(tmp, path)
+    tmp = path.with_name(f'.{path.stem}.tmp{os.getpid()}{path.suffix}')
+    try:
+        yield tmp
+        os.replace(tmp, path)
     finally: tmp.unlink(missing_ok=True)
+
+def save_atomic(obj, path:str|Path):
+    "`torch.save` through `atomic_path`: all of the file or none."
+    with atomic_path(path) as tmp: torch.save(obj, tmp)
 
 def cache_path(data:Data, cfg:TeacherConfig, cache:str|Path|None=None) -> Path:
     "The file the teachers of `cfg` on `data` are cached in."
