@@ -348,11 +348,11 @@ d = { 'settings': { 'branch': 'main',
                                   'dpsd_nb.teachers._scheduler': ('teachers.html#_scheduler', 'dpsd_nb/teachers.py'),
                                   'dpsd_nb.teachers.atomic_path': ('teachers.html#atomic_path', 'dpsd_nb/teachers.py'),
                                   'dpsd_nb.teachers.cache_path': ('teachers.html#cache_path', 'dpsd_nb/teachers.py'),
+                                  'dpsd_nb.teachers.class_votes': ('teachers.html#class_votes', 'dpsd_nb/teachers.py'),
                                   'dpsd_nb.teachers.default_cache': ('teachers.html#default_cache', 'dpsd_nb/teachers.py'),
                                   'dpsd_nb.teachers.evaluate_teachers': ('teachers.html#evaluate_teachers', 'dpsd_nb/teachers.py'),
                                   'dpsd_nb.teachers.get_teachers': ('teachers.html#get_teachers', 'dpsd_nb/teachers.py'),
                                   'dpsd_nb.teachers.save_atomic': ('teachers.html#save_atomic', 'dpsd_nb/teachers.py'),
                                   'dpsd_nb.teachers.teacher_logits': ('teachers.html#teacher_logits', 'dpsd_nb/teachers.py'),
                                   'dpsd_nb.teachers.train_teachers': ('teachers.html#train_teachers', 'dpsd_nb/teachers.py'),
-                                  'dpsd_nb.teachers.train_teachers_loop': ('teachers.html#train_teachers_loop', 'dpsd_nb/teachers.py'),
-                                  'dpsd_nb.teachers.vote_counts': ('teachers.html#vote_counts', 'dpsd_nb/teachers.py')}}}
+                                  'dpsd_nb.teachers.train_teachers_loop': ('teachers.html#train_teachers_loop', 'dpsd_nb/teachers.py')}}}

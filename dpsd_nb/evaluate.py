@@ -17,7 +17,7 @@ from opacus import PrivacyEngine
 
 from .data import Data, DataInfo, partition
 from .models import student_cnn, member, resolve_device, seeded, as_teachers, device_of, evaluating
-from .teachers import TeacherConfig, atomic_path, evaluate_teachers, vote_counts
+from .teachers import TeacherConfig, atomic_path, class_votes, evaluate_teachers
 from .distill import accuracy
 from .mechanisms import noise_generator
 from .accountant import calibrate_dpsgd, check_delta, epsilon_dpsgd
@@ -38,7 +38,7 @@ def predicted_labels(model, # a classifier, or a teacher ensemble (plurality vot
                     ) -> torch.Tensor:
     "The class `model` gives each image."
     out = _outputs(model, x)
-    return vote_counts(out).argmax(1) if out.ndim == 3 else out.argmax(1)
+    return class_votes(out).argmax(1) if out.ndim == 3 else out.argmax(1)
 
 # %% ../nbs/06_evaluate.ipynb 12
 def synthetic_images(generator, # a `Generator`, or one of your own: `generator(z, y)`, with attributes `latent` (and `conditional`, default True)

@@ -21,7 +21,7 @@ from .models import TeacherCNN, member, default_device, seeded, as_teachers
 
 # %% auto 0
 __all__ = ['TEACHER_ARCHITECTURE', 'PARTITION', 'TeacherConfig', 'train_teachers_loop', 'train_teachers', 'teacher_logits',
-           'vote_counts', 'TeacherReport', 'evaluate_teachers', 'default_cache', 'atomic_path', 'save_atomic',
+           'class_votes', 'TeacherReport', 'evaluate_teachers', 'default_cache', 'atomic_path', 'save_atomic',
            'cache_path', 'get_teachers']
 
 # %% ../nbs/02_teachers.ipynb 7
@@ -121,8 +121,8 @@ def teacher_logits(teachers, # a `TeacherCNN`, or teachers of your own (see `as_
     chunk = chunk or max(16, 8192 // teachers.members)
     return torch.cat([teachers(xb.to(dev)) for xb in x.split(chunk)], dim=1)
 
-def vote_counts(logits:torch.Tensor) -> torch.Tensor:
-    "Votes per class (N, classes): how many teachers put each class first."
+def class_votes(logits:torch.Tensor) -> torch.Tensor:
+    "Votes per class (N, classes): how many teachers put each class first (`mechanisms.vote_counts`: the votes for each query's candidates)."
     return F.one_hot(logits.argmax(-1), logits.shape[-1]).sum(0)
 
 @dataclass
@@ -145,7 +145,7 @@ def evaluate_teachers(teachers, # a `TeacherCNN`, or teachers of your own (see `
     teachers, (x, y) = as_teachers(teachers), test.tensors
     logits = teacher_logits(teachers, x).cpu()
     acc = (logits.argmax(-1) == y).float().mean(1)
-    votes = vote_counts(logits)
+    votes = class_votes(logits)
     top2 = votes.topk(min(2, votes.shape[1]), dim=1).values
     margin = (top2[:, 0] - top2[:, 1]).float() / teachers.members
     return TeacherReport(acc.tolist(), (votes.argmax(1) == y).float().mean().item(), margin.mean().item())
