@@ -291,7 +291,8 @@ def make_distiller(self:Dashboard) -> Distiller:
     c = {n: w.value for n, w in self.controls.items()}
     privacy = self.privacy()
     privacy.build(self.data.info.num_classes)  # fail before training teachers
-    cfg = DistillConfig(steps=c['steps'], query_batch=c['query_batch'], seed=c['seed'])
+    every = max(1, c['steps'] // math.ceil(c['queries'] / c['query_batch']))  # the budget spread over the run, as `dpsd-nb run` does
+    cfg = DistillConfig(steps=c['steps'], query_batch=c['query_batch'], query_every=every, seed=c['seed'])
     self.status.value = self._status('training teachers (cached after the first time)')
     self.teachers, self.report = get_teachers(self.data, TeacherConfig(teachers=c['teachers'], epochs=self.teacher_epochs),
                                               self.device, progress=False)
