@@ -173,13 +173,13 @@ def run_dpsd(args) -> dict:
     from dpsd_nb.teachers import TeacherConfig, get_teachers, save_atomic
     from dpsd_nb.accountant import NEIGHBOUR_RELATION, privacy_unit
     from dpsd_nb.mechanisms import noise_note
-    from dpsd_nb.distill import DistillConfig, PrivacyConfig, ProgressCallback, check_together, fit_together, pair_configs
+    from dpsd_nb.distill import DistillConfig, PrivacyConfig, ProgressCallback, check_together, fit_together, pair_configs, spread_every
     from dpsd_nb.evaluate import evaluate, sample_grid, save_image_atomic
     t0 = time.time()
     device = resolve_device(args.device)
     tcfg = TeacherConfig(teachers=args.teachers, epochs=args.teacher_epochs, seed=args.seed)
     privacy = PrivacyConfig(args.mode, args.mechanism, args.k, args.epsilon, args.delta, args.queries, args.noise_seed)
-    every = args.query_every if args.query_every is not None else max(1, args.steps // math.ceil(args.queries / args.batch))  # the budget spread over the run
+    every = args.query_every if args.query_every is not None else spread_every(args.steps, args.queries, args.batch)  # the budget spread over the run
     cfg = DistillConfig(steps=args.steps, query_batch=args.batch, query_every=every, query_pool=args.query_pool,
                         query_noise=args.query_noise, final_steps=args.final_steps, refit=args.refit,
                         vote_temperature=args.vote_temperature, denoise=args.denoise, seed=args.seed)

@@ -28,7 +28,7 @@ from .teachers import TeacherConfig, get_teachers, teacher_logits
 from .mechanisms import RandomizedResponse, GaussianData, explain, noise_generator, noise_note, project_simplex
 from .accountant import Accountant, epsilon_gaussian, privacy_unit
 from .evaluate import sample_grid
-from .distill import Callback, Distiller, DistillConfig, PrivacyConfig, accuracy
+from .distill import Callback, Distiller, DistillConfig, PrivacyConfig, accuracy, spread_every
 from .cli import choose_threads
 
 # %% auto 0
@@ -291,8 +291,8 @@ def make_distiller(self:Dashboard) -> Distiller:
     c = {n: w.value for n, w in self.controls.items()}
     privacy = self.privacy()
     privacy.build(self.data.info.num_classes)  # fail before training teachers
-    every = max(1, c['steps'] // math.ceil(c['queries'] / c['query_batch']))  # the budget spread over the run, as `dpsd-nb run` does
-    cfg = DistillConfig(steps=c['steps'], query_batch=c['query_batch'], query_every=every, seed=c['seed'])
+    cfg = DistillConfig(steps=c['steps'], query_batch=c['query_batch'], seed=c['seed'],
+                        query_every=spread_every(c['steps'], c['queries'], c['query_batch']))  # the budget spread over the run, as `dpsd-nb run` does
     self.status.value = self._status('training teachers (cached after the first time)')
     self.teachers, self.report = get_teachers(self.data, TeacherConfig(teachers=c['teachers'], epochs=self.teacher_epochs),
                                               self.device, progress=False)

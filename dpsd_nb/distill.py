@@ -18,15 +18,15 @@ from tqdm.auto import tqdm
 
 from .data import DataInfo
 from .models import Generator, student_cnn, resolve_device, seeded, as_teachers, TeacherModules, device_of, evaluating
-from .models import _tensors, _fingerprint, _informative
+from .models import _tensors, _tensor_key, _informative
 from .teachers import teacher_logits, save_atomic
 from .mechanisms import Answer, GaussianLabels, GaussianData, RandomizedResponse, check_noise_seed, noise_generator, rr_keep_prob
 from .accountant import Accountant, calibrate, check_delta
 
 # %% auto 0
 __all__ = ['MODES', 'PrivacyConfig', 'TeacherOracle', 'own_vote_chance', 'single_teacher_note', 'DistillConfig', 'check_together',
-           'Callback', 'check_student', 'check_generator', 'soft_cross_entropy', 'mode_seeking', 'ema_warmup',
-           'Distiller', 'balanced_pick', 'fit', 'accuracy', 'ProgressCallback', 'History', 'state_dict',
+           'spread_every', 'Callback', 'check_student', 'check_generator', 'soft_cross_entropy', 'mode_seeking',
+           'ema_warmup', 'Distiller', 'balanced_pick', 'fit', 'accuracy', 'ProgressCallback', 'History', 'state_dict',
            'load_state_dict', 'Checkpoint', 'cross_fit_prior', 'fit_together', 'pair_configs', 'FlowGuard']
 
 # %% ../nbs/05_distill.ipynb 8
@@ -78,8 +78,10 @@ class TeacherOracle:
     "Holds the teachers; releases only a mechanism's answers to queries (and, once, whether the teachers' outputs have the right shape)."
     def __init__(self, teachers, # a `TeacherCNN`, one `nn.Module` of your own or a list of them (see `as_teachers`)
                  info:DataInfo|None=None, # if given, `check` the teachers against it at once
+                 device=None, # if given, where the teachers are moved (in place)
                 ):
         self._teachers = as_teachers(teachers).eval().requires_grad_(False)
+        if device is not None: self._teachers.to(device)
         self.members = self._teachers.members
         if info is not None: self.check(info)
 
@@ -101,13 +103,13 @@ class TeacherOracle:
         storage = {x.untyped_storage().data_ptr() for _, x in _tensors(self._teachers) if x.numel()}
         values = {}
         for _, x in _tensors(self._teachers):
-            if _informative(x): values.setdefault(_fingerprint(x), []).append(x)
+            if _informative(x): values.setdefault(_tensor_key(x), []).append(x)
         for role, model in models.items():
             if any(id(m) in mods for m in model.modules()):
                 raise ValueError(f"the {role} contains a teacher's module: it is released, and the teacher with it; build the {role} apart from the teachers")
             for name, x in _tensors(model):
                 if (x.numel() and x.untyped_storage().data_ptr() in storage) or (
-                        _informative(x) and any(torch.equal(x, y) for y in values.get(_fingerprint(x), []))):
+                        _informative(x) and any(torch.equal(x, y) for y in values.get(_tensor_key(x), []))):
                     raise ValueError(f"the {role}'s {name} holds a teacher's weights (shared or copied): the {role} is released, and the "
                                      f"teacher with it; build the {role} apart from the teachers and the private data")
 
@@ -199,8 +201,14 @@ def check_together(privacy:PrivacyConfig, cfg:DistillConfig):
     if cfg.denoise > privacy.queries:
         raise ValueError(f"denoise={cfg.denoise}: more folds than answers (queries={privacy.queries}); choose 2 <= denoise <= queries")
 
+def spread_every(steps:int, # the run's iterations
+                 queries:int, # the query budget (`PrivacyConfig.queries`)
+                 query_batch:int, # queries per query step
+                ) -> int:
+    "The `query_every` that spreads `queries` over `steps`: ceil(queries / query_batch) query steps, evenly apart, the first at step 0."
+    return max(1, steps // math.ceil(queries / query_batch))
 
-# %% ../nbs/05_distill.ipynb 20
+# %% ../nbs/05_distill.ipynb 21
 class Callback:
     "Base class: override any of the events."
     order = 0
@@ -209,7 +217,7 @@ class Callback:
     def after_step(self, d): pass
     def after_fit(self, d): pass
 
-# %% ../nbs/05_distill.ipynb 22
+# %% ../nbs/05_distill.ipynb 23
 def check_student(student:nn.Module, info:DataInfo):
     "Raise a clear error unless `student` maps a probe batch (2, *info.shape) to logits (2, info.num_classes)."
     x, C = torch.zeros(2, *info.shape, device=device_of(student)), info.num_classes
@@ -228,7 +236,7 @@ def check_generator(generator:nn.Module, info:DataInfo, latent:int):
         raise ValueError(f"generator(z, y) gives images of shape {tuple(x.shape)}: expected (2, *info.shape) = {(2, *info.shape)}")
     if x.abs().max() > 1: raise ValueError(f"generator(z, y) gives pixels up to {x.abs().max().item():.3g}: images must lie in [-1, 1] (end it with tanh)")
 
-# %% ../nbs/05_distill.ipynb 25
+# %% ../nbs/05_distill.ipynb 26
 def soft_cross_entropy(logits, soft):
     "Cross-entropy of `logits` against soft labels `soft` (B, classes)."
     return -(soft * F.log_softmax(logits, 1)).sum(1).mean()
@@ -271,7 +279,7 @@ class Distiller:
         self.info, self.privacy, self.cfg = info, privacy, cfg
         self.device = resolve_device(device)
         self.mechanism = privacy.build(info.num_classes)
-        self.oracle = TeacherOracle(as_teachers(teachers).to(self.device), info)
+        self.oracle = TeacherOracle(teachers, info, self.device)
         self.accountant = Accountant(privacy.delta)
         with seeded(cfg.seed):  # seeded initial weights, the caller's random state untouched
             self.student = (student_cnn(info) if student is None else student).to(self.device)
@@ -304,7 +312,7 @@ class Distiller:
     def _noise(self, *shape): return torch.randn(*shape, generator=self.rng, device=self.device)
     def _classes(self, n): return (torch.arange(n, device=self.device) + torch.randint(self.info.num_classes, (1,), generator=self.rng, device=self.device)) % self.info.num_classes
 
-# %% ../nbs/05_distill.ipynb 27
+# %% ../nbs/05_distill.ipynb 28
 def balanced_pick(pred:torch.Tensor, # (N,) one predicted class per candidate, in the order drawn
                   n:int, # how many to keep, at most N
                   classes:int, # number of classes
@@ -378,7 +386,7 @@ def _generator_phase(self:Distiller):
 
 for f in (_query, _final_targets, _train_student, _student_phase, _generator_phase): setattr(Distiller, f.__name__, f)
 
-# %% ../nbs/05_distill.ipynb 29
+# %% ../nbs/05_distill.ipynb 30
 def _batch(self:Distiller, n:int):
     "Indices of a random student batch out of `n` released answers."
     return torch.randint(n, (min(self.cfg.student_batch, n),), generator=self.rng, device=self.device)
@@ -435,7 +443,7 @@ def fit(self:Distiller):
 for f in (_batch, _fresh_student, _final_steps, _iterate, _finish, fit): setattr(Distiller, f.__name__, f)
 
 
-# %% ../nbs/05_distill.ipynb 32
+# %% ../nbs/05_distill.ipynb 33
 @torch.no_grad()
 def accuracy(model, test, batch:int=1024) -> float:
     "Accuracy of a classifier on a test split."
@@ -444,7 +452,7 @@ def accuracy(model, test, batch:int=1024) -> float:
     pred = torch.cat([model(xb.to(dev)).argmax(1).cpu() for xb in x.split(batch)])
     return (pred == y).float().mean().item()
 
-# %% ../nbs/05_distill.ipynb 35
+# %% ../nbs/05_distill.ipynb 36
 class ProgressCallback(Callback):
     "A tqdm bar over the steps, showing epsilon spent and queries answered."
     def before_fit(self, d): self.bar = tqdm(total=d.cfg.steps, initial=d.step, desc='DPSD', leave=False)
@@ -464,7 +472,7 @@ class History(Callback):
             row['test_accuracy'] = accuracy(d.student, self.test)
         self.rows.append(row)
 
-# %% ../nbs/05_distill.ipynb 37
+# %% ../nbs/05_distill.ipynb 38
 def _pair_state(self:Distiller) -> dict:
     "This pair's own state: its step, student, generator, optimizers, random state and latest answers."
     return {'step': self.step, 'student': self.student.state_dict(), 'generator': self.generator.state_dict(),
@@ -511,7 +519,7 @@ class Checkpoint(Callback):
         if d.step % self.every == 0: save_atomic(d.state_dict(), self.path)
     def after_fit(self, d): save_atomic(d.state_dict(), self.path)
 
-# %% ../nbs/05_distill.ipynb 47
+# %% ../nbs/05_distill.ipynb 48
 def cross_fit_prior(X:torch.Tensor, # (N, ...) the released queries
                     Y:torch.Tensor, # (N, classes) their targets
                     folds:int, # how many parts: each part's prior comes from a classifier fitted on the others
@@ -538,7 +546,7 @@ def _denoise(self:Distiller, soft):
 Distiller._denoise = _denoise
 
 
-# %% ../nbs/05_distill.ipynb 50
+# %% ../nbs/05_distill.ipynb 51
 def fit_together(info:DataInfo, # the data set's shape and classes
                  teachers, # trained teachers, shared by every pair through one oracle
                  privacy:PrivacyConfig, # one mechanism and one budget for all pairs
@@ -576,7 +584,7 @@ def pair_configs(cfg:DistillConfig, # the settings of one run
     return [replace(cfg, query_batch=cfg.query_batch // pairs, seed=cfg.seed + 1000 * i) for i in range(pairs)]
 
 
-# %% ../nbs/05_distill.ipynb 53
+# %% ../nbs/05_distill.ipynb 54
 class FlowGuard:
     "Records every forward call of the teachers' modules: grad mode, train mode, and whether the oracle made it (answering or checking)."
     def __init__(self, teachers): # a `TeacherCNN`, one module or a list (see `as_teachers`)

@@ -140,7 +140,7 @@ def _tensors(m:nn.Module) -> list:
     "`(name, tensor)` of every parameter and buffer of `m`, shared ones once."
     return list(itertools.chain(m.named_parameters(), m.named_buffers()))
 
-def _fingerprint(t:torch.Tensor) -> tuple:
+def _tensor_key(t:torch.Tensor) -> tuple:
     "A cheap key under which equal tensors meet: shape, dtype and the sum."
     return (tuple(t.shape), t.dtype, t.detach().double().sum().item() if t.is_floating_point() else None)
 
@@ -153,12 +153,13 @@ def _check_distinct(teachers:list):
     owner = {}
     for j, t in enumerate(teachers):
         for name, x in _tensors(t):
+            if not x.numel(): continue  # empty tensors own no storage to share
             i = owner.setdefault(x.untyped_storage().data_ptr(), j)
             if i != j: raise ValueError(f"teachers[{i}] and teachers[{j}] share weights ({name}): the same module or layers listed twice. One "
                                         "record would change both, while the noise is calibrated for one teacher per record; pass each teacher once")
     seen = {}
     for j, t in enumerate(teachers):
-        key = tuple(_fingerprint(x) for _, x in _tensors(t))
+        key = tuple(_tensor_key(x) for _, x in _tensors(t))
         for i in seen.get(key, []):
             if all(torch.equal(a, b) for (_, a), (_, b) in zip(_tensors(teachers[i]), _tensors(t))):
                 raise ValueError(f"teachers[{i}] and teachers[{j}] have identical weights: copies of one teacher, which one record changes "

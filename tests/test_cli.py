@@ -1,6 +1,5 @@
 "The `dpsd-nb` console script, run as a user runs it: a subprocess, files on disk, exit codes."
 import json
-import math
 import os
 import signal
 import subprocess
@@ -159,5 +158,6 @@ def test_default_budget_is_spread_over_the_run(tmp_path):
     import dpsd_nb.cli as cli
     args = cli.check_args(cli._parser().parse_args(['run', '--out', str(tmp_path/'o')]))
     assert (args.queries, args.batch, args.steps, args.query_every) == (100, 10, 200, None)
-    every = max(1, args.steps // math.ceil(args.queries / args.batch))
+    from dpsd_nb.distill import spread_every  # what run_dpsd uses when --query-every is left out
+    every = spread_every(args.steps, args.queries, args.batch)
     assert every == 20 and len(range(0, args.steps, every)) * args.batch == args.queries
