@@ -30,7 +30,8 @@ import torch
 from dpsd_nb.data import load_dataset, validation_split
 from dpsd_nb.models import resolve_device
 from dpsd_nb.teachers import TeacherConfig, get_teachers
-from dpsd_nb.distill import DistillConfig, PrivacyConfig, accuracy, fit_together, pair_configs
+from dpsd_nb.distill import DistillConfig, PrivacyConfig, accuracy
+from dpsd_nb.improve import fit_together, pair_configs
 from dpsd_nb.evaluate import predicted_labels, train_dpsgd, sample_grid, save_image_atomic
 from dpsd_nb.accountant import NEIGHBOUR_RELATION, privacy_unit
 from dpsd_nb.mechanisms import noise_note

@@ -173,7 +173,8 @@ def run_dpsd(args) -> dict:
     from dpsd_nb.teachers import TeacherConfig, get_teachers, save_atomic
     from dpsd_nb.accountant import NEIGHBOUR_RELATION, privacy_unit
     from dpsd_nb.mechanisms import noise_note
-    from dpsd_nb.distill import DistillConfig, PrivacyConfig, ProgressCallback, check_together, fit_together, pair_configs, spread_every
+    from dpsd_nb.distill import DistillConfig, PrivacyConfig, ProgressCallback, check_together, spread_every
+    from dpsd_nb.improve import fit_together, pair_configs
     from dpsd_nb.evaluate import evaluate, sample_grid, save_image_atomic
     t0 = time.time()
     device = resolve_device(args.device)

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 from torchvision.utils import make_grid, save_image
+from PIL import Image, ImageDraw, ImageFont
 from sklearn.metrics import roc_auc_score
 from tqdm.auto import tqdm
 from opacus import PrivacyEngine
@@ -24,8 +25,8 @@ from .accountant import calibrate_dpsgd, check_delta, epsilon_dpsgd
 
 # %% auto 0
 __all__ = ['NOT_PRIVATE', 'predicted_labels', 'synthetic_images', 'class_coverage', 'fresh_student', 'fit_classifier',
-           'synthetic_utility', 'per_sample_loss', 'mia_auc', 'mia_auc_teachers', 'sample_grid', 'save_image_atomic',
-           'train_dpsgd', 'evaluate']
+           'synthetic_utility', 'per_sample_loss', 'mia_auc', 'mia_auc_teachers', 'sample_grid', 'grid_picture',
+           'save_image_atomic', 'train_dpsgd', 'evaluate']
 
 # %% ../nbs/06_evaluate.ipynb 9
 def _outputs(model, x:torch.Tensor, batch:int=1024) -> torch.Tensor:
@@ -161,6 +162,27 @@ def sample_grid(generator, # a conditional `Generator`
     img = info.denormalize(x).expand(-1, 3, -1, -1)
     if student is not None: img = _framed(img, predicted_labels(student, x) == y)
     return make_grid(img, nrow=per_class, padding=1, pad_value=1.)
+
+def grid_picture(grid:torch.Tensor, # a `sample_grid` (3, H, W) in [0, 1], one row per class
+                 info:DataInfo, # its data set: the class names label the rows
+                 title:str='', # a line above the grid
+                 cell:int=48, # at least this many screen pixels per image (nearest-neighbour scaling)
+                ) -> Image.Image:
+    "The grid as a picture a reader can read: scaled up, each row labelled with its class, a title on top."
+    rows = info.num_classes
+    scale = max(1, math.ceil(cell / ((grid.shape[1] - 1) / rows)))
+    arr = (grid.clamp(0, 1) * 255).round().byte().repeat_interleave(scale, 1).repeat_interleave(scale, 2)
+    body = Image.fromarray(arr.permute(1, 2, 0).numpy())
+    font = ImageFont.load_default(size=14)
+    names = [str(c) for c in info.classes]
+    left = 12 + max(int(ImageDraw.Draw(body).textlength(n, font=font)) for n in names)
+    top = 24 if title else 4
+    pic = Image.new('RGB', (body.width + left + 4, body.height + top + 4), 'white')
+    pic.paste(body, (left, top)); draw = ImageDraw.Draw(pic)
+    if title: draw.text((4, 4), title, fill='black', font=font)
+    row = body.height / rows
+    for r, name in enumerate(names): draw.text((left - 6, top + (r + 0.5) * row), name, fill='black', font=font, anchor='rm')
+    return pic
 
 # %% ../nbs/06_evaluate.ipynb 40
 def save_image_atomic(img:torch.Tensor, # (C, H, W) in [0, 1]

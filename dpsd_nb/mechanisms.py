@@ -16,7 +16,7 @@ __all__ = ['RR_MIN_OTHER', 'top_k', 'GaussianEvent', 'RREvent', 'Answer', 'Expla
            'noise_generator', 'noise_note', 'vote_counts', 'GaussianLabels', 'rr_keep_prob', 'rr_max_eps0',
            'rr_keep_threshold', 'RandomizedResponse', 'project_simplex', 'GaussianData']
 
-# %% ../nbs/03_mechanisms.ipynb 7
+# %% ../nbs/03_mechanisms.ipynb 16
 def _check_k(k, classes:int|None=None):
     hi = classes if classes is not None else 'the number of classes'
     if isinstance(k, bool) or not isinstance(k, int) or k < 1 or (classes is not None and k > classes):
@@ -30,7 +30,7 @@ def top_k(student_probs:torch.Tensor, # (B, C) the student's class probabilities
     _check_k(k, student_probs.shape[-1])
     return student_probs.topk(k, dim=-1).indices
 
-# %% ../nbs/03_mechanisms.ipynb 10
+# %% ../nbs/03_mechanisms.ipynb 19
 def _check_count(count):
     if isinstance(count, bool) or not isinstance(count, int) or count < 0:
         raise ValueError(f"count={count!r}: the number of queries must be an integer >= 0")
@@ -65,7 +65,7 @@ class RREvent:
     count:int=1 # number of queries answered
     def __post_init__(self): _check_eps0(self.eps0); _check_k(self.k); _check_count(self.count)
 
-# %% ../nbs/03_mechanisms.ipynb 13
+# %% ../nbs/03_mechanisms.ipynb 22
 @dataclass
 class Answer:
     "What a mechanism releases for a batch; every field is differentially private."
@@ -81,7 +81,7 @@ class Explanation:
     answer:Answer
     clean:torch.Tensor # (B, k) scores before the noise; never train on it, never release it
 
-# %% ../nbs/03_mechanisms.ipynb 15
+# %% ../nbs/03_mechanisms.ipynb 24
 def _check_inputs(teacher_logits, student_probs, generator, k):
     if teacher_logits.ndim != 3: raise ValueError(f"teacher_logits has shape {tuple(teacher_logits.shape)}: expected (M, B, C)")
     if student_probs.shape != teacher_logits.shape[1:]:
@@ -119,7 +119,7 @@ def explain(mechanism, # a configured mechanism, e.g. `GaussianLabels(sigma=40.,
     "`mechanism.answer(...)` plus the clean (NOT private) candidate scores, for teaching views."
     return mechanism._run(teacher_logits, student_probs, generator)
 
-# %% ../nbs/03_mechanisms.ipynb 17
+# %% ../nbs/03_mechanisms.ipynb 26
 _MT_WORDS, _MT_AT = 624, 24  # torch's CPU generator state: 8 bytes of seed, 16 of counters, then 624 Mersenne Twister words (8 bytes each)
 
 def _secret_cpu_generator() -> torch.Generator:
@@ -155,7 +155,7 @@ def noise_note(noise_seed:int|None) -> str:
     return (f"reproducible noise (noise_seed={noise_seed}): the DP guarantee does NOT hold against anyone who knows this seed; "
             "for teaching and tests only")
 
-# %% ../nbs/03_mechanisms.ipynb 20
+# %% ../nbs/03_mechanisms.ipynb 29
 def vote_counts(teacher_logits:torch.Tensor, # (M, B, C) the teachers' logits
                 candidates:torch.Tensor, # (B, k) candidate classes per sample
                ) -> torch.Tensor:
@@ -177,7 +177,7 @@ class GaussianLabels(_Mechanism):
     def _clean(self, teacher_logits, student_probs, cand): return vote_counts(teacher_logits, cand)
     def _noise(self, clean, g): return _add_gaussian(clean, self.sigma, g)
 
-# %% ../nbs/03_mechanisms.ipynb 27
+# %% ../nbs/03_mechanisms.ipynb 36
 def rr_keep_prob(eps0:float, # per-answer epsilon
                  k:int, # number of candidates
                 ) -> float:
@@ -223,7 +223,7 @@ class RandomizedResponse(_Mechanism):
         idx = torch.where(clean.max(1).values < 1, torch.randint(_GRID, (B,), generator=g, device=dev) % k, idx)  # no vote: uniform
         return F.one_hot(idx, k).to(clean.dtype)
 
-# %% ../nbs/03_mechanisms.ipynb 33
+# %% ../nbs/03_mechanisms.ipynb 42
 def project_simplex(v:torch.Tensor, # (..., n) points to project, one per row
                    ) -> torch.Tensor:
     "Euclidean projection of each row of `v` onto the probability simplex {w >= 0, sum w = 1}."
@@ -234,7 +234,7 @@ def project_simplex(v:torch.Tensor, # (..., n) points to project, one per row
     theta = css.gather(-1, rho - 1) / rho.to(v.dtype)
     return (v - theta).clamp(min=0)
 
-# %% ../nbs/03_mechanisms.ipynb 36
+# %% ../nbs/03_mechanisms.ipynb 45
 @dataclass(frozen=True)
 class GaussianData(_Mechanism):
     "Data mode: Gaussian noise on the teachers' summed, normalized corrections of the student on the candidates."

@@ -15,7 +15,8 @@ from torch.utils.data import TensorDataset
 from dpsd_nb.data import Data, DataInfo
 from dpsd_nb.models import TeacherCNN, member, seeded, student_cnn
 from dpsd_nb.teachers import TeacherConfig, teacher_logits, train_teachers
-from dpsd_nb.distill import (Distiller, DistillConfig, FlowGuard, PrivacyConfig, _reinitialized, own_vote_chance)
+from dpsd_nb.distill import (Distiller, DistillConfig, PrivacyConfig, _reinitialized, own_vote_chance)
+from flowguard import FlowGuard
 from dpsd_nb.evaluate import evaluate, sample_grid
 
 torch.set_num_threads(1)
