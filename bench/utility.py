@@ -32,7 +32,7 @@ from dpsd_nb.models import resolve_device
 from dpsd_nb.teachers import TeacherConfig, get_teachers
 from dpsd_nb.distill import DistillConfig, PrivacyConfig, accuracy
 from dpsd_nb.improve import fit_together, pair_configs
-from dpsd_nb.evaluate import predicted_labels, train_dpsgd, sample_grid, save_image_atomic
+from dpsd_nb.evaluate import predicted_labels, train_dpsgd, sample_grid, grid_picture, save_image_atomic
 from dpsd_nb.accountant import NEIGHBOUR_RELATION, privacy_unit
 from dpsd_nb.mechanisms import noise_note
 
@@ -102,7 +102,8 @@ def main():
             P = 1 if math.isinf(eps) else setup.get('pairs', 1)  # each pair asks query_batch / P; pair i has seed + 1000 i
             d = fit_together(data.info, ensembles[M][0], PrivacyConfig(mode, epsilon=eps, delta=delta, queries=q), pair_configs(cfg, P), device=device)
             png = f"samples-{args.dataset}-{mode}-eps{eps:g}.png"
-            save_image_atomic(sample_grid(d.generator, data.info, student=d.student, seed=args.seed), out/png)
+            save_image_atomic(grid_picture(sample_grid(d.generator, data.info, student=d.student, seed=args.seed), data.info,
+                                           f"{args.dataset}, {mode} mode, epsilon {d.epsilon:.2f}"), out/png)
             rows.append(dict(method='DPSD' if P == 1 else f'DPSD, {P} pairs', mode=mode, teachers=M, **scores(d.student),
                              epsilon=d.epsilon, queries=d.queries, steps=d.step, pairs=P, seconds=time.time() - t0, samples=png))
             print(rows[-1], flush=True)

@@ -175,7 +175,7 @@ def run_dpsd(args) -> dict:
     from dpsd_nb.mechanisms import noise_note
     from dpsd_nb.distill import DistillConfig, PrivacyConfig, ProgressCallback, check_together, spread_every
     from dpsd_nb.improve import fit_together, pair_configs
-    from dpsd_nb.evaluate import evaluate, sample_grid, save_image_atomic
+    from dpsd_nb.evaluate import evaluate, sample_grid, grid_picture, save_image_atomic
     t0 = time.time()
     device = resolve_device(args.device)
     tcfg = TeacherConfig(teachers=args.teachers, epochs=args.teacher_epochs, seed=args.seed)
@@ -192,7 +192,8 @@ def run_dpsd(args) -> dict:
     teachers, _ = get_teachers(data, tcfg, device, args.cache, progress=not args.quiet)
     d = fit_together(data.info, teachers, privacy, cfgs, [] if args.quiet else [ProgressCallback()], device)  # one pair: the plain loop
     scores = evaluate(d.student, d.generator, data, teachers, tcfg, seed=args.seed, device=device)
-    save_image_atomic(sample_grid(d.generator, data.info, student=d.student, seed=args.seed), out/'samples.png')
+    save_image_atomic(grid_picture(sample_grid(d.generator, data.info, student=d.student, seed=args.seed), data.info,
+                                   f'{data.info.name}, {args.mode} mode, epsilon {d.epsilon:.2f}: one row per class asked for'), out/'samples.png')
     save_atomic(d.student.state_dict(), out/'student.pt'); save_atomic(d.generator.state_dict(), out/'generator.pt')
     noise = {'eps0': mechanism.eps0} if args.mechanism == 'rr' else {'sigma': mechanism.sigma}
     report = {'method': 'dpsd', 'dataset': data.info.name, 'mode': args.mode, 'mechanism': args.mechanism,

@@ -122,7 +122,7 @@ def load_dataset(name:str='digits', # one of `DATASETS`
     if key not in _TORCHVISION: raise ValueError(f"unknown data set {name!r}: choose one of {', '.join(DATASETS)}")
     return _torchvision(key, Path(root) if root is not None else default_root(), download)
 
-# %% ../nbs/00_data.ipynb 26
+# %% ../nbs/00_data.ipynb 28
 def validation_split(test:TensorDataset, # the test split
                      seed:int=0, # seed of the cut
                     ) -> tuple[TensorDataset, TensorDataset]:
@@ -130,7 +130,7 @@ def validation_split(test:TensorDataset, # the test split
     order = torch.randperm(len(test), generator=torch.Generator().manual_seed(seed))
     return tuple(TensorDataset(*(t[idx.sort().values] for t in test.tensors)) for idx in torch.tensor_split(order, 2))
 
-# %% ../nbs/00_data.ipynb 29
+# %% ../nbs/00_data.ipynb 31
 def partition(train:TensorDataset|int, # the private split to cut, or its number of records
               M:int, # number of disjoint parts (one per teacher)
               seed:int=0, # seed of the shuffle of positions

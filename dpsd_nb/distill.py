@@ -422,7 +422,7 @@ def fit(self:Distiller):
     return self._finish()
 
 
-# %% ../nbs/05b_distiller.ipynb 33
+# %% ../nbs/05b_distiller.ipynb 34
 def own_vote_chance(mechanism) -> float|None:
     "With one teacher: the chance that a label-mode answer is that teacher's own vote (among the candidates); None in data mode."
     if isinstance(mechanism, RandomizedResponse): return rr_keep_prob(mechanism.eps0, mechanism.k)
@@ -442,7 +442,7 @@ def single_teacher_note(mechanism, privacy:PrivacyConfig) -> str:
             f"{privacy.epsilon:g} over {privacy.queries} queries is calibrated to what one teacher's vote always moves: {noise}. "
             "Teachers trained on disjoint parts of the private data (a list of modules) give M votes of signal under the same noise.")
 
-# %% ../nbs/05b_distiller.ipynb 36
+# %% ../nbs/05b_distiller.ipynb 37
 class ProgressCallback(Callback):
     "A tqdm bar over the steps, showing epsilon spent and queries answered."
     def before_fit(self, d): self.bar = tqdm(total=d.cfg.steps, initial=d.step, desc='DPSD', leave=False)
@@ -462,7 +462,7 @@ class History(Callback):
             row['test_accuracy'] = accuracy(d.student, self.test)
         self.rows.append(row)
 
-# %% ../nbs/05b_distiller.ipynb 38
+# %% ../nbs/05b_distiller.ipynb 39
 @patch
 def _pair_state(self:Distiller) -> dict:
     "This pair's own state: its step, student, generator, optimizers, random state and latest answers."

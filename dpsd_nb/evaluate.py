@@ -185,11 +185,13 @@ def grid_picture(grid:torch.Tensor, # a `sample_grid` (3, H, W) in [0, 1], one r
     return pic
 
 # %% ../nbs/06_evaluate.ipynb 40
-def save_image_atomic(img:torch.Tensor, # (C, H, W) in [0, 1]
+def save_image_atomic(img:torch.Tensor|Image.Image, # (C, H, W) in [0, 1], or a picture (`grid_picture`)
                       path:str|Path, # where to write; the suffix picks the format (.png, .jpg, ...)
                      ) -> Path:
     "Write `img` to `path` through `atomic_path`: all of it or nothing."
-    with atomic_path(path) as tmp: save_image(img, tmp)
+    with atomic_path(path) as tmp:
+        if isinstance(img, Image.Image): img.save(tmp, format=Image.registered_extensions()[Path(path).suffix.lower()])
+        else: save_image(img, tmp)
     return Path(path)
 
 # %% ../nbs/06_evaluate.ipynb 43

@@ -37,7 +37,7 @@ def ema_warmup(decay:float):
         for a, c in zip(averaged, current): a.lerp_(c, 1 - d)
     return update
 
-# %% ../nbs/05c_improve.ipynb 18
+# %% ../nbs/05c_improve.ipynb 20
 def soft_vote_targets(noisy:torch.Tensor, # (N, k) the released noisy votes on each query's candidates
                       candidates:torch.Tensor, # (N, k) the candidate classes
                       classes:int, # number of classes
@@ -47,7 +47,7 @@ def soft_vote_targets(noisy:torch.Tensor, # (N, k) the released noisy votes on e
     out = torch.full((len(noisy), classes), -math.inf, dtype=noisy.dtype, device=noisy.device)
     return out.scatter(1, candidates, noisy / temperature).softmax(1)
 
-# %% ../nbs/05c_improve.ipynb 23
+# %% ../nbs/05c_improve.ipynb 25
 def cross_fit_prior(X:torch.Tensor, # (N, ...) the released queries
                     Y:torch.Tensor, # (N, classes) their targets
                     folds:int, # how many parts: each part's prior comes from a classifier fitted on the others
@@ -75,7 +75,7 @@ def denoise_targets(X:torch.Tensor, # (N, ...) the released queries
     "The targets `soft` times the `weight` power of the cross-fitted prior, renormalized: post-processing of released answers."
     return (soft.log() + weight * cross_fit_prior(X, soft, folds, fit, generator)).softmax(1)
 
-# %% ../nbs/05c_improve.ipynb 26
+# %% ../nbs/05c_improve.ipynb 28
 def fit_together(info:DataInfo, # the data set's shape and classes
                  teachers, # trained teachers, shared by every pair through one oracle
                  privacy:PrivacyConfig, # one mechanism and one budget for all pairs
