@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from opacus import PrivacyEngine
+from opacus.utils.batch_memory_manager import BatchMemoryManager
 
 from dpsd_nb.data import load_dataset, validation_split
 from dpsd_nb.evaluate import fresh_student
@@ -36,6 +37,7 @@ def main():
     p.add_argument('--lr', type=float, default=2.)
     p.add_argument('--clip', type=float, default=0.1)
     p.add_argument('--threads', type=int, default=1)
+    p.add_argument('--physical', type=int, default=512, help='records per forward/backward pass (Opacus BatchMemoryManager): memory only, same privacy')
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, torch {torch.__version__} on {torch.get_num_threads()} threads, "
@@ -52,8 +54,10 @@ def main():
     t0, done = time.time(), 0
     for e in range(args.epochs):
         model.train()
-        for x, y in loader:
-            loss = F.cross_entropy(model(x), y); opt.zero_grad(); loss.backward(); opt.step(); done += 1
+        with BatchMemoryManager(data_loader=loader, max_physical_batch_size=args.physical, optimizer=opt) as batches:
+            for x, y in batches:  # a logical Poisson batch in physical pieces: one noisy step per logical batch
+                loss = F.cross_entropy(model(x), y); opt.zero_grad(); loss.backward(); opt.step()
+        done += len(loader)  # one noisy step per logical batch
         m = model._module.eval()
         print(f"epoch {e + 1:3d}  valid {accuracy(m, valid):.4f}  held-out {accuracy(m, held):.4f}  "
               f"epsilon {epsilon_dpsgd(q, z, done, args.delta):.3f}  {time.time() - t0:.0f} s", flush=True)

@@ -1,4 +1,5 @@
-"""Privacy/utility table: DPSD (label and data mode) at epsilon 1, 10 and infinity, DP-SGD at 1 and 10, and the teachers.
+"""Privacy/utility table: DPSD (label and data mode) at epsilon 1, 10 and infinity, DP-SGD at 1 and 10 (dpsgd_recipe), PATE with public
+data (Confident-GNMax) at about 1 and 10, and the teachers.
 
 Same student architecture, same data, same delta and seed for every row; epsilon is the one achieved, every
 epsilon under replace-one (DP-SGD's too, accounted by dpsd_nb.accountant.epsilon_dpsgd, not Opacus's add/remove
@@ -9,12 +10,15 @@ Each row's epsilon is for that row's release alone: releasing several rows train
 composes them (their epsilons add up, at most).
     python bench/utility.py                      # digits, CPU
     python bench/utility.py --dataset mnist      # MNIST from ../shared/data (250 teachers)
+    python bench/utility.py --rows pate          # only the PATE rows (and the teachers)
 
 MNIST is meant for a GPU (600 steps per DPSD row); on a CPU its private rows run 300 steps and its
 epsilon = infinity rows 100 by default (--steps to override), and the table says so. The epsilon =
 infinity rows use `inf_teachers` where a setup names them: without noise nothing favours an
 ensemble, and one strong teacher labels best. MNIST's private rows run two generator-student pairs on
 one budget (`fit_together`); they ask as many queries in all as one pair would.
+
+PATE (13_pate, `pate_student`) labels public images: its pool is the validation half of the test split (PATE_NOTE).
 """
 import argparse
 import json
@@ -35,17 +39,32 @@ from dpsd_nb.improve import fit_together, pair_configs
 from dpsd_nb.evaluate import predicted_labels, train_dpsgd, sample_grid, grid_picture, save_image_atomic
 from dpsd_nb.accountant import NEIGHBOUR_RELATION, privacy_unit
 from dpsd_nb.mechanisms import noise_note
+from dpsd_nb.pate import calibrate_confident, pate_student
 
 SETUPS = {  # per data set: teachers, DPSD query budgets per epsilon, DP-SGD epochs
-    'digits': dict(teachers=TeacherConfig(teachers=20, epochs=100), queries={1.: 100, 10.: 100, math.inf: 20000}, dpsgd_epochs=30,
+    'digits': dict(teachers=TeacherConfig(teachers=20, epochs=100), queries={1.: 100, 10.: 100, math.inf: 20000},
                    inf_cfg=dict(query_noise=0.8)),
     'mnist': dict(teachers=TeacherConfig(teachers=250, epochs=20, width=16, hidden=64),
                   inf_teachers=TeacherConfig(teachers=1, epochs=6, batch_size=64, lr=3e-3, schedule='onecycle'),
-                  queries={1.: 200, 10.: 3000, math.inf: 60000}, dpsgd_epochs=5, gpu_steps=600, cpu_steps=dict(private=300, inf=100),
+                  queries={1.: 200, 10.: 3000, math.inf: 60000}, gpu_steps=600, cpu_steps=dict(private=300, inf=100),
                   inf_cfg=dict(query_noise=0.8, student_steps=8, final_steps=0, ema=0.995),
                   private_cfg=dict(query_every=6, refit=True, final_steps=600), label_cfg=dict(vote_temperature=0.6, denoise=4),
                   pairs=2),  # private rows: two generator-student pairs on one budget (05_distill, "Several pairs, one budget")
 }
+# PATE with public data, fixed by one rule before any run (no accuracy looked at): ask the first `queries` images of the public
+# pool (the DPSD rows' budget at that epsilon), T = 0.8 M and sigma1 / sigma2 = 150 / 40 (the paper's MNIST setting:
+# T = 200, sigma1 = 150, sigma2 = 40 for 250 teachers), sigma2 calibrated so that every query answered would reach the
+# target (`calibrate_confident`; on MNIST at 10: about the paper's 40 and 150), so the epsilon is at most the target;
+# the data-dependent epsilon released at the order of that worst case, sigma_ss 15 (`pate_student`'s defaults)
+SETUPS['digits']['pate'] = dict(threshold=16, queries={1.: 100, 10.: 100})
+SETUPS['mnist']['pate'] = dict(threshold=200, queries={1.: 200, 10.: 3000})
+ROWS = ('dpsd', 'dpsgd', 'pate')
+PATE_NOTE = ("PATE rows: the public pool is the validation half of the test split, its labels unused to train, so valid_accuracy "
+             "is None; label_accuracy: the answered noisy labels against the pool's true labels (for the report only). epsilon: "
+             "data-independent (DP), the student's guarantee; epsilon_data_dependent: NOT private (a function of the private votes); "
+             "epsilon_released: the data-dependent epsilon released with smooth-sensitivity noise (DP, a release of a per-data-set "
+             "bound, not a guarantee, and a noisy one: it can fall below the exact data-dependent epsilon); epsilon_with_release: the answers and the release together, the guarantee if epsilon_released "
+             "is published. Settings fixed by rule before any run (SETUPS, calibrate_confident), none chosen by accuracy")
 
 
 def main():
@@ -56,6 +75,7 @@ def main():
                    help='DPSD loop iterations per row (default 300; MNIST: 600 on a GPU; on a CPU 300 with noise, 100 without)')
     p.add_argument('--device', default=None)
     p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--rows', nargs='+', default=list(ROWS), choices=ROWS, help='the private rows to run (the teachers row always)')
     p.add_argument('--out', default=str(Path(__file__).resolve().parent/'results'),
                    help='folder for utility-<dataset>.json and the per-row sample grids')
     args = p.parse_args()
@@ -86,7 +106,7 @@ def main():
     plurality = lambda t, ds: (predicted_labels(t, ds.tensors[0]) == ds.tensors[1]).float().mean().item()
     rows = [dict(method='teachers (no privacy)', mode='', teachers=M, accuracy=plurality(t, held_out), valid_accuracy=plurality(t, valid),
                  epsilon=math.inf, queries=0, seconds=0., samples=None) for M, (t, _) in ensembles.items()]
-    for mode in ('label', 'data'):
+    for mode in ('label', 'data') if 'dpsd' in args.rows else ():
         for eps, q in setup['queries'].items():
             t0 = time.time()
             M = setup['inf_teachers' if math.isinf(eps) and 'inf_teachers' in setup else 'teachers'].teachers
@@ -107,14 +127,35 @@ def main():
             rows.append(dict(method='DPSD' if P == 1 else f'DPSD, {P} pairs', mode=mode, teachers=M, **scores(d.student),
                              epsilon=d.epsilon, queries=d.queries, steps=d.step, pairs=P, seconds=time.time() - t0, samples=png))
             print(rows[-1], flush=True)
-    for eps in (1., 10.):
+    for eps in (1., 10.) if 'dpsgd' in args.rows else ():
         t0 = time.time()
-        student, achieved = train_dpsgd(data, eps, delta, setup['dpsgd_epochs'], seed=args.seed, device=device)
+        student, achieved = train_dpsgd(data, eps, delta, seed=args.seed, device=device)  # dpsgd_recipe: chosen on the validation half
         rows.append(dict(method='DP-SGD (Opacus)', mode='', teachers=0, **scores(student), epsilon=achieved,
                          queries=0, seconds=time.time() - t0, samples=None))
+    pate = setup['pate']
+    for eps, q in pate['queries'].items() if 'pate' in args.rows else ():
+        t0 = time.time()
+        M, (sigma1, sigma2) = setup['teachers'].teachers, calibrate_confident(eps, delta, q)
+        x, y = (t[:q] for t in valid.tensors)  # the public pool: its labels are not used to train
+        r = pate_student(ensembles[M][0], data.info, x, pate['threshold'], sigma1, sigma2, delta, seed=args.seed, device=device)
+        a = r.answers.answered
+        rows.append(dict(method='PATE (public data, Confident-GNMax)', mode='', teachers=M, accuracy=accuracy(r.student, held_out),
+                         valid_accuracy=None, label_accuracy=(r.answers.labels[a] == y[a]).float().mean().item(), epsilon=r.epsilon,
+                         epsilon_data_dependent=r.not_private.epsilon, epsilon_released=r.released.epsilon, epsilon_with_release=r.guarantee,
+                         queries=r.queries, answered=r.answered, threshold=pate['threshold'], sigma1=sigma1, sigma2=sigma2,
+                         release_order=r.released.order, student_epochs=r.epochs, seconds=time.time() - t0, samples=None))
+        print(rows[-1], flush=True)
     print(f"\n{'method':22} {'mode':6} {'teachers':>8} {'held-out':>8} {'valid':>8} {'epsilon':>8} {'queries':>8} {'seconds':>8}")
     for r in rows:
-        print(f"{r['method']:22} {r['mode']:6} {r['teachers'] or '-':>8} {r['accuracy']:8.4f} {r['valid_accuracy']:8.4f} {r['epsilon']:8.3f} {r['queries']:8d} {r['seconds']:8.1f}")
+        valid_acc = '-' if r['valid_accuracy'] is None else f"{r['valid_accuracy']:.4f}"
+        print(f"{r['method'][:22]:22} {r['mode']:6} {r['teachers'] or '-':>8} {r['accuracy']:8.4f} {valid_acc:>8} {r['epsilon']:8.3f} {r['queries']:8d} {r['seconds']:8.1f}")
+    pate_rows = [r for r in rows if r['method'].startswith('PATE')]
+    if pate_rows:
+        print(f"\nPATE, public pool = the validation half: {'answered':>8} {'labels ok':>9} {'epsilon':>8} {'data-dep':>8} {'released':>8} {'with rel.':>9}")
+        for r in pate_rows:
+            print(f"{'':41} {r['answered']:>4}/{r['queries']:<4} {r['label_accuracy']:9.3f} {r['epsilon']:8.3f} {r['epsilon_data_dependent']:8.3f} "
+                  f"{r['epsilon_released']:8.3f} {r['epsilon_with_release']:9.3f}")
+        print("epsilon: data-independent (DP); data-dep: NOT private; released: smooth-sensitivity release (DP); with rel.: answers + release (DP)")
     if note: print(note)
     unit = privacy_unit(setup['teachers'].teachers)
     print(f"\n{args.dataset}: {setup['teachers'].teachers} teachers on disjoint parts; every epsilon {NEIGHBOUR_RELATION}; privacy unit: {unit}")
@@ -124,7 +165,8 @@ def main():
                  "(Papernot & Steinke 2022)")
     report = dict(dataset=args.dataset, machine=machine, command=command, note=note, delta=delta, seed=args.seed,
                   teachers=setup['teachers'].teachers, neighbour_relation=NEIGHBOUR_RELATION, privacy_unit=unit,
-                  noise=noise_note(None), selection=selection, steps=steps,
+                  noise=noise_note(None), selection=selection, steps=steps, rows_run=args.rows,
+                  pate=PATE_NOTE if 'pate' in args.rows else None,
                   composition="each row's epsilon is for that row's release alone; releasing several rows trained on the same private data composes them",
                   rows=[{**r, 'epsilon': 'inf' if math.isinf(r['epsilon']) else r['epsilon']} for r in rows])
     tmp = out/f'.utility-{args.dataset}.json.tmp'

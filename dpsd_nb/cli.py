@@ -66,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     base = sub.add_parser('baseline', help='the same student without DPSD: dpsgd (Opacus on the private data) or nonprivate (DPSD without noise)')
     base.add_argument('method', choices=['dpsgd', 'nonprivate'])
     _common(base)
-    base.add_argument('--epochs', type=int, default=None, help='DP-SGD epochs (default 30)')
+    base.add_argument('--epochs', type=int, default=None, help='DP-SGD epochs (default: the recipe for the data set and epsilon, dpsd_nb.evaluate.dpsgd_recipe)')
     return p
 
 # %% ../nbs/08_cli.ipynb 9
@@ -145,7 +145,6 @@ def check_args(args:argparse.Namespace) -> argparse.Namespace:
             if value is not None: _refuse(flag, f'{value:g}' if isinstance(value, float) else value,
                                           f'baseline nonprivate runs without noise (epsilon = inf) and without DP-SGD; leave {flag} out')
     if args.epsilon is None: args.epsilon = 10.
-    if getattr(args, 'epochs', 0) is None: args.epochs = 30
     if args.command == 'baseline' and args.method == 'dpsgd' and math.isinf(args.epsilon):
         _refuse('--epsilon', args.epsilon, 'DP-SGD needs a finite target epsilon > 0')
     args.out = check_out(args.out)
@@ -218,7 +217,7 @@ def run_baseline(args) -> dict:
     from dpsd_nb.teachers import save_atomic
     from dpsd_nb.accountant import NEIGHBOUR_RELATION
     from dpsd_nb.mechanisms import noise_note
-    from dpsd_nb.evaluate import NOT_PRIVATE, train_dpsgd, accuracy, mia_auc
+    from dpsd_nb.evaluate import NOT_PRIVATE, train_dpsgd, dpsgd_recipe, accuracy, mia_auc
     t0 = time.time()
     device = resolve_device(args.device)
     out = prepare_out(args.out)
@@ -229,7 +228,8 @@ def run_baseline(args) -> dict:
               'neighbour_relation': NEIGHBOUR_RELATION,
               'privacy_unit': (f'(epsilon, delta)-DP for one record of the private train split under {NEIGHBOUR_RELATION} adjacency; '
                                'DP-SGD with Poisson sampling, RDP of the sampled Gaussian under replace-one (dpsd_nb.accountant.epsilon_dpsgd)'),
-              'noise': noise_note(args.noise_seed), 'epochs': args.epochs, 'student_accuracy': accuracy(student, data.test),
+              'noise': noise_note(args.noise_seed), 'student_accuracy': accuracy(student, data.test),
+              'settings': {**dpsgd_recipe(data.info.name, args.epsilon), **({} if args.epochs is None else {'epochs': args.epochs})},
               'not_private': {'note': NOT_PRIVATE, 'mia_auc_student': mia_auc(student, data.train, data.test)}, 'seed': args.seed,
               'seconds': round(time.time() - t0, 1), 'device': str(device)}
     save_atomic(student.state_dict(), out/'student.pt'); _drop_others(out, ['student.pt', 'report.json'])

@@ -24,9 +24,9 @@ from .mechanisms import noise_generator
 from .accountant import calibrate_dpsgd, check_delta, epsilon_dpsgd
 
 # %% auto 0
-__all__ = ['NOT_PRIVATE', 'predicted_labels', 'synthetic_images', 'class_coverage', 'fresh_student', 'fit_classifier',
-           'synthetic_utility', 'per_sample_loss', 'mia_auc', 'mia_auc_teachers', 'sample_grid', 'grid_picture',
-           'save_image_atomic', 'train_dpsgd', 'evaluate']
+__all__ = ['DPSGD_RECIPES', 'NOT_PRIVATE', 'predicted_labels', 'synthetic_images', 'class_coverage', 'fresh_student',
+           'fit_classifier', 'synthetic_utility', 'per_sample_loss', 'mia_auc', 'mia_auc_teachers', 'sample_grid',
+           'grid_picture', 'save_image_atomic', 'dpsgd_recipe', 'train_dpsgd', 'evaluate']
 
 # %% ../nbs/06_evaluate.ipynb 9
 def _outputs(model, x:torch.Tensor, batch:int=1024) -> torch.Tensor:
@@ -206,21 +206,41 @@ def _check_dpsgd(epsilon, delta, epochs, batch_size, lr, max_grad_norm, optimize
     if optimizer not in ('adam', 'sgd'): raise ValueError(f"optimizer={optimizer!r}: choose 'adam' or 'sgd'")
     if not 0 <= momentum < 1: raise ValueError(f"momentum={momentum!r}: a number in [0, 1) (SGD's heavy ball)")
 
+DPSGD_RECIPES = {  # (data set, epsilon): settings chosen on the validation half of the test split, replace-one (bench/dpsgd.py)
+    ('digits', 1.): dict(optimizer='adam', batch_size=128, lr=1e-2, max_grad_norm=1., epochs=30),
+    ('digits', 10.): dict(optimizer='sgd', batch_size=256, lr=1., max_grad_norm=.1, epochs=30),
+    ('mnist', 1.): dict(optimizer='sgd', batch_size=1024, lr=2., max_grad_norm=.1, epochs=15),
+    ('mnist', 10.): dict(optimizer='sgd', batch_size=1024, lr=2., max_grad_norm=.1, epochs=20),
+}
+
+def dpsgd_recipe(dataset:str, # a data set's name (`DataInfo.name`)
+                 epsilon:float, # the target epsilon
+                ) -> dict:
+    "The recipe of `DPSGD_RECIPES` for `dataset` (MNIST's for data sets without one) at the epsilon nearest `epsilon` on a log scale."
+    name = dataset if any(d == dataset for d, _ in DPSGD_RECIPES) else 'mnist'
+    at = min((e for d, e in DPSGD_RECIPES if d == name), key=lambda e: abs(math.log(e / epsilon)))
+    return dict(DPSGD_RECIPES[(name, at)])
+
 def train_dpsgd(data:Data, # the private train split is `data.train`
                 epsilon:float, # target epsilon after all epochs, under replace-one
                 delta:float=1e-5, # target delta
-                epochs:int=30, # passes (in expectation) over the private split
-                batch_size:int=128, # expected batch is len(train) / ceil(len(train) / batch_size)
-                lr:float=1e-2, # learning rate
-                max_grad_norm:float=1.0, # per-record gradient clip (L2)
-                optimizer:str='adam', # 'adam', or 'sgd' (with `momentum`; the standard DP-SGD recipe: large batches, lr ~2, clip ~0.1)
+                epochs:int|None=None, # passes (in expectation) over the private split; None: the recipe's
+                batch_size:int|None=None, # expected batch is len(train) / ceil(len(train) / batch_size); None: the recipe's
+                lr:float|None=None, # learning rate; None: the recipe's
+                max_grad_norm:float|None=None, # per-record gradient clip (L2); None: the recipe's
+                optimizer:str|None=None, # 'adam' or 'sgd' (with `momentum`); None: the recipe's
                 momentum:float=0.9, # SGD's momentum (ignored by Adam)
                 seed:int=0, # seed of the initial weights (never of the Poisson sampling or the noise: both are secret)
                 device=None, # default: `default_device()`
                 progress:bool=False, # show a progress bar with the epsilon spent
                 noise_seed:int|None=None, # None: secret noise and batches; an int: reproducible, NOT private against whoever knows it
                ):
-    "A `student_cnn` trained with DP-SGD (Opacus) on the private split, and its epsilon under replace-one."
+    "A `student_cnn` trained with DP-SGD (Opacus) on the private split, and its epsilon under replace-one; unset settings from `dpsgd_recipe`."
+    if not (isinstance(epsilon, (int, float)) and 0 < epsilon < math.inf):
+        raise ValueError(f"epsilon={epsilon!r}: DP-SGD needs a finite target epsilon > 0")
+    given = dict(epochs=epochs, batch_size=batch_size, lr=lr, max_grad_norm=max_grad_norm, optimizer=optimizer)
+    recipe = {**dpsgd_recipe(data.info.name, epsilon), **{k: v for k, v in given.items() if v is not None}}
+    epochs, batch_size, lr, max_grad_norm, optimizer = (recipe[k] for k in given)
     _check_dpsgd(epsilon, delta, epochs, batch_size, lr, max_grad_norm, optimizer, momentum)
     dev = resolve_device(device)
     model = fresh_student(data.info, seed, dev)

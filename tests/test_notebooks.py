@@ -25,3 +25,29 @@ def test_opens_in_colab_with_its_install_cell_first(path):
     assert '--upgrade' not in install and '-U ' not in install  # Colab's ipywidgets stays as it is
     first_import = next((i for i, (k, s) in enumerate(cells) if k == 'code' and 'dpsd_nb' in s), None)
     assert first_import is None or first_import > 2, 'the install cell runs before the package is imported'
+
+
+def _render_tool():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('render', ROOT/'tools'/'render.py')
+    mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+    return mod
+
+
+RENDER = _render_tool()
+
+
+@pytest.mark.parametrize('path', RENDER.teaching_notebooks(), ids=lambda p: p.stem)
+def test_a_reader_on_github_sees_a_stored_picture_or_table(path):
+    assert RENDER._shows_something(path), f"{path.name} stores no picture or table: run `python tools/render.py nbs/{path.name}`, then nbdev_clean"
+
+
+def test_the_check_sees_a_bare_notebook(tmp_path):
+    bare = tmp_path/'bare.ipynb'
+    badge = '[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/x)'
+    bare.write_text(json.dumps({'cells': [{'cell_type': 'markdown', 'source': [badge]}, {'cell_type': 'code', 'source': ['1 + 1'], 'outputs': [
+        {'output_type': 'execute_result', 'data': {'text/plain': ['2']}}]}]}))
+    assert not RENDER._shows_something(bare)
+    shown = json.loads(bare.read_text()); shown['cells'][1]['outputs'][0]['data']['image/png'] = 'iVBORw0KGgo='
+    bare.write_text(json.dumps(shown))
+    assert RENDER._shows_something(bare)

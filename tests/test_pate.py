@@ -12,7 +12,11 @@
   bound on epsilon at delta below the claimed data-independent epsilon, above it with half the noise;
   and lower bounds on the Renyi divergence of order 2 against the claimed RDP, with the threshold at
   the max count (the check's own loss) and with a tie (GNMax's sensitivity sqrt 2), each above the
-  claim of a broken variant (sigma1 halved, the check not charged, sigma2 / sqrt 2, sensitivity 1).
+  claim of a broken variant (sigma1 halved, the check not charged, sigma2 / sqrt 2, sensitivity 1);
+- an end-to-end audit: two teacher ensembles that differ in one teacher (the one whose part holds the changed record, so
+  it may change its vote on every image), their votes on 8 public images (`public_votes`), the whole release of
+  Confident-GNMax's (answered, label) on all of them: a lower bound on epsilon below the claimed data-independent epsilon,
+  above the claim of one answer (the answers compose) and above the claim when the check runs without its noise.
 """
 import dataclasses
 import itertools
@@ -21,13 +25,15 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from scipy import integrate, special, stats
 
 from dpsd_nb.accountant import DEFAULT_ORDERS, eps_from_rdp, rdp_gaussian
 from dpsd_nb.mechanisms import noise_generator
 import dpsd_nb.pate as pate
 from dpsd_nb.pate import (NOT_PRIVATE, PateEpsilon, confident_gnmax, log_pr_answered, log_q0, log_q_gnmax, ls_gnmax, ls_threshold,
-                          pate_epsilon, rdp_gnmax, rdp_gnss, rdp_threshold, release_epsilon, smooth_conditions, smooth_sensitivity)
+                          pate_epsilon, public_votes, rdp_gnmax, rdp_gnss, rdp_threshold, release_epsilon, smooth_conditions,
+                          smooth_sensitivity)
 
 torch.set_num_threads(1)
 ORDERS = np.array(DEFAULT_ORDERS)
@@ -252,6 +258,16 @@ def test_noise_is_secret_by_default():
     assert torch.equal(c.labels, d.labels)
 
 
+def test_the_guarantee_does_not_depend_on_which_queries_were_answered():
+    votes = np.array([[240, 10] + [0] * 8] * 50 + [[130, 120] + [0] * 8] * 50)
+    some, every = np.arange(100) % 2 > 0, np.ones(100, dtype=bool)
+    a, b = (pate_epsilon(votes, x, 150, 50., 40., DELTA) for x in (some, every))
+    assert a.data_independent == b.data_independent  # fixed before the first query, whatever the private votes decide
+    assert a.epsilon_answered < b.epsilon_answered == pytest.approx(b.data_independent, rel=1e-12)
+    r1, r2 = (release_epsilon(votes, x, 150, 50., 40., DELTA, order=20., sigma_ss=15., generator=noise_generator(noise_seed=1)) for x in (some, every))
+    assert r1.data_independent_total == r2.data_independent_total
+
+
 def test_report_labels_what_is_not_private():
     votes = np.array([[240, 10] + [0] * 8] * 200 + [[130, 120] + [0] * 8] * 200)
     answered = np.arange(400) % 3 > 0
@@ -260,9 +276,11 @@ def test_report_labels_what_is_not_private():
     assert pe.not_private.epsilon < pe.data_independent
     assert 'order=' in repr(pe.not_private) and 'order_data_dependent' not in repr(pe)  # the order is chosen by the votes too
     assert not [f.name for f in dataclasses.fields(PateEpsilon) if 'data_dependent' in f.name]  # nothing data-dependent outside not_private
-    ind = answered.sum() * rdp_gaussian(40., math.sqrt(2)) + 400 * rdp_gaussian(50., 1.)
+    ind = 400 * rdp_gaussian(40., math.sqrt(2)) + 400 * rdp_gaussian(50., 1.)  # any query may be answered: fixed in advance
     assert pe.data_independent == pytest.approx(eps_from_rdp(ind, DELTA)[0], rel=1e-12)
     np.testing.assert_allclose(pe.rdp_data_independent, ind, rtol=1e-12)
+    read = answered.sum() * rdp_gaussian(40., math.sqrt(2)) + 400 * rdp_gaussian(50., 1.)  # GNMax on the answered only: a reading
+    assert pe.epsilon_answered == pytest.approx(eps_from_rdp(read, DELTA)[0], rel=1e-12) and pe.epsilon_answered < pe.data_independent
     rel = release_epsilon(votes, answered, 150, 50., 40., DELTA, order=20., sigma_ss=15., generator=noise_generator(noise_seed=1))
     assert 'NOT private' in rel.not_private['privacy'] and 'NOT private' in rel.privacy
     assert rel.data_independent_total > pe.data_independent  # the release costs something
@@ -270,7 +288,7 @@ def test_report_labels_what_is_not_private():
     assert exact == pytest.approx(float(pe.not_private.rdp[list(DEFAULT_ORDERS).index(20)]), rel=1e-12)
 
 
-@pytest.mark.parametrize('f', [log_q_gnmax, log_pr_answered, ls_gnmax, ls_threshold, smooth_sensitivity, rdp_gnmax, rdp_threshold])
+@pytest.mark.parametrize('f', [log_q_gnmax, log_pr_answered, ls_gnmax, ls_threshold, smooth_sensitivity, rdp_gnmax, rdp_threshold, public_votes])
 def test_functions_of_the_votes_say_so(f):
     assert 'NOT private' in f.__doc__
 
@@ -397,4 +415,67 @@ def test_gnmax_audit_catches_sensitivity_one(tie_audit):
 
 def test_gnmax_audit_catches_sigma2_over_sqrt2():
     eps, claim = renyi_audit(**TIE, sigma2=TIE_SIGMA2 / math.sqrt(2), seed=AUDIT_SEED + 800), claimed_rdp(None, None, TIE_SIGMA2)
+    assert eps > claim, (eps, claim)
+
+
+# ---------- the audit, end to end: teachers -> votes on public images -> every (answered, label) released ----------
+class Voter(torch.nn.Module):
+    "Teacher j: it gives public image i (whose first pixel holds i) the class votes[i]."
+    def __init__(self, j, votes):
+        super().__init__()
+        self.register_buffer('who', torch.tensor(j)); self.register_buffer('votes', votes)  # `who`: teachers with equal votes stay distinct
+    def forward(self, x): return F.one_hot(self.votes[x.flatten(1)[:, 0].long()], 2).float()
+
+E2E = dict(T=6, sigma1=4., sigma2=4.)  # the check at D's max count: answered half the time, its own loss at its largest
+E2E_IMAGES, E2E_TEACHERS, E2E_TOP = 8, 10, 6  # 8 public images, each voted 6-4 by 10 teachers
+
+def neighbouring_votes():
+    "Votes on the public images of two ensembles that differ in teacher 0 only: on D it votes class 0 on every image, on D' class 1."
+    x = torch.arange(E2E_IMAGES, dtype=torch.float32).view(-1, 1, 1, 1)
+    ensemble = lambda vote0: [Voter(j, torch.full((E2E_IMAGES,), vote0 if j == 0 else int(j >= E2E_TOP))) for j in range(E2E_TEACHERS)]
+    return public_votes(ensemble(0), x), public_votes(ensemble(1), x)
+
+def release_outcomes(votes, T, sigma1, sigma2, seed):
+    """Counts over DRAWS releases of Confident-GNMax on every image, for each half, by (abstentions, answers 0): a function of
+    the released (answered, label) vector, so a lower bound for it is one for the release."""
+    K = len(votes)
+    lab = confident_gnmax(votes.repeat(DRAWS, 1), T, sigma1, sigma2, noise_generator(noise_seed=seed)).labels.view(DRAWS, K)
+    code = ((lab == -1).sum(1) * (K + 1) + (lab == 0).sum(1)).numpy()
+    return np.bincount(code[:DRAWS // 2], minlength=(K + 1)**2), np.bincount(code[DRAWS // 2:], minlength=(K + 1)**2)
+
+def audit_release(T, sigma1, sigma2, seed, events=12):
+    "Lower bound on epsilon of the whole release between D and D': the event (a union of outcomes) picked on one half, bounded on the other."
+    D, D2 = neighbouring_votes()
+    (a1, a2), (b1, b2) = release_outcomes(D, T, sigma1, sigma2, seed), release_outcomes(D2, T, sigma1, sigma2, seed + 1)
+    candidates = []
+    for x1, x2, y1, y2 in ((a1, a2, b1, b2), (b1, b2, a1, a2)):
+        by_ratio = np.argsort(-(x1 + .5) / (y1 + .5), kind='stable')
+        for k in range(1, events):
+            ev = by_ratio[:k]
+            candidates.append((bound(int(x1[ev].sum()), int(y1[ev].sum())), bound(int(x2[ev].sum()), int(y2[ev].sum()))))
+    return pick(candidates)
+
+def claimed_release(images=E2E_IMAGES):
+    "The data-independent epsilon the package reports for `images` queries, all answered: the most `pate_epsilon` (and `pate_student`) report."
+    D, _ = neighbouring_votes()
+    return pate_epsilon(D[:images], [True] * images, E2E['T'], E2E['sigma1'], E2E['sigma2'], DELTA).data_independent
+
+@pytest.fixture(scope='module')
+def release_audit(): return audit_release(**E2E, seed=AUDIT_SEED + 900)
+
+def test_neighbouring_ensembles_move_one_vote_on_every_image():
+    D, D2 = neighbouring_votes()
+    assert D.tolist() == [[6, 4]] * E2E_IMAGES and D2.tolist() == [[5, 5]] * E2E_IMAGES
+
+def test_release_audit_stays_below_the_claim(release_audit):
+    claim = claimed_release()
+    assert .3 * claim < release_audit <= claim, (release_audit, claim)
+
+def test_release_audit_catches_a_claim_per_answer(release_audit):
+    "One record changes teacher 0's vote on every image: charging one answer's epsilon (no composition) is broken."
+    assert release_audit > claimed_release(1), (release_audit, claimed_release(1))
+
+def test_release_audit_catches_a_noiseless_check():
+    "The check run without its noise, while the claim counts sigma1: D (max 6 = T) is always answered, D' (max 5) never."
+    eps, claim = audit_release(E2E['T'], 1e-9, E2E['sigma2'], seed=AUDIT_SEED + 1000), claimed_release()
     assert eps > claim, (eps, claim)

@@ -12,6 +12,7 @@ Debian's `chromium`). The outputs are reproducible except what reads the secret 
 """
 import argparse
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -61,10 +62,12 @@ def _shows_something(path: Path) -> bool:
     "A stored image (PNG, SVG) or HTML table among the outputs, or a picture in the markdown."
     import json
     for c in json.loads(path.read_text())['cells']:
-        if c['cell_type'] == 'markdown' and '![' in ''.join(c['source']): return True
+        if c['cell_type'] == 'markdown' and any('colab-badge' not in url for url in re.findall(r'!\[[^\]]*\]\(([^)\s]+)', ''.join(c['source']))):
+            return True  # a picture in the prose (the Colab badge is not one)
         for o in c.get('outputs', []):
             data = o.get('data', {})
             if 'image/png' in data or 'image/svg+xml' in data or '<table' in ''.join(data.get('text/html', [])): return True
+            if ' --- |' in ''.join(data.get('text/markdown', [])): return True  # a Markdown table
     return False
 
 
