@@ -1,7 +1,9 @@
 """DP-SGD on the package's `student_cnn` with the standard recipe (issue 21), under the package's replace-one
 accounting: Opacus with Poisson batches of expected size ~1024, SGD with momentum 0.9, lr 2, per-record clip 0.1,
 a fixed number of epochs, secret noise and batches. Accuracy after every epoch on the validation half and the
-held-out half of the test split (`validation_split`): choose on the first, report the second.
+held-out half of the test split (`validation_split`): the validation half after every epoch (choose on it), the
+held-out half once at the end (report it). Choosing among DP-SGD runs on the private data is itself a release whose cost
+is not in the epsilon printed (Papernot & Steinke 2022); DPSD's settings were chosen the same way.
     python bench/dpsgd.py --epsilon 10 --epochs 20          # MNIST from ../shared/data
     python bench/dpsgd.py --epsilon 1 --epochs 15 --batch 1024 --lr 2 --clip 0.1
 Measured (one CPU thread of a shared 2-core machine): epsilon 10, 20 epochs: valid 0.9716, held-out 0.9756.
@@ -59,8 +61,9 @@ def main():
                 loss = F.cross_entropy(model(x), y); opt.zero_grad(); loss.backward(); opt.step()
         done += len(loader)  # one noisy step per logical batch
         m = model._module.eval()
-        print(f"epoch {e + 1:3d}  valid {accuracy(m, valid):.4f}  held-out {accuracy(m, held):.4f}  "
-              f"epsilon {epsilon_dpsgd(q, z, done, args.delta):.3f}  {time.time() - t0:.0f} s", flush=True)
+        print(f"epoch {e + 1:3d}  valid {accuracy(m, valid):.4f}  epsilon {epsilon_dpsgd(q, z, done, args.delta):.3f}  "
+              f"{time.time() - t0:.0f} s", flush=True)  # the held-out half is looked at once, at the end
+    print(f"held-out accuracy after {args.epochs} epochs (fixed in advance): {accuracy(model._module.eval(), held):.4f}")
 
 
 if __name__ == '__main__':

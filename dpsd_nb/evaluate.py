@@ -206,7 +206,7 @@ def _check_dpsgd(epsilon, delta, epochs, batch_size, lr, max_grad_norm, optimize
     if optimizer not in ('adam', 'sgd'): raise ValueError(f"optimizer={optimizer!r}: choose 'adam' or 'sgd'")
     if not 0 <= momentum < 1: raise ValueError(f"momentum={momentum!r}: a number in [0, 1) (SGD's heavy ball)")
 
-DPSGD_RECIPES = {  # (data set, epsilon): settings chosen on the validation half of the test split, replace-one (bench/dpsgd.py)
+DPSGD_RECIPES = {  # (data set, epsilon): chosen on the validation half among DP-SGD runs (a choice whose cost no epsilon includes), replace-one (bench/dpsgd.py)
     ('digits', 1.): dict(optimizer='adam', batch_size=128, lr=1e-2, max_grad_norm=1., epochs=30),
     ('digits', 10.): dict(optimizer='sgd', batch_size=256, lr=1., max_grad_norm=.1, epochs=30),
     ('mnist', 1.): dict(optimizer='sgd', batch_size=1024, lr=2., max_grad_norm=.1, epochs=15),

@@ -323,6 +323,7 @@ def release_epsilon(votes, answered, threshold:float|None, sigma1:float|None, si
                    ) -> ReleasedEpsilon:
     "Release Confident-GNMax's data-dependent epsilon privately: the RDP at `order` plus smooth-sensitivity Gaussian noise."
     v, a = _check_votes(votes), np.asarray(answered, dtype=bool)
+    if threshold is None and not a.all(): raise ValueError("threshold=None is plain GNMax: every query is answered")
     M = _num_teachers(np.atleast_2d(v), num_teachers)
     beta = .4 / order if beta is None else beta
     if not 0 < beta < 1 / (2 * order): raise ValueError(f"beta={beta!r}: must lie in (0, 1 / (2 order)) = (0, {1 / (2 * order):.4g})")
@@ -425,7 +426,7 @@ def pate_student(teachers, # a `TeacherCNN`, or teachers of your own (see `model
                  device=None, # where the student trains (default: `default_device()`)
                  generator:torch.Generator|None=None, # None: secret noise; a seeded one only for tests
                 ) -> PateStudent:
-    "PATE with public data: the teachers label public images through Confident-GNMax, a fresh student learns the answered ones."
+    "PATE with public data: the teachers label public images through Confident-GNMax, a fresh student learns the answered ones. `public_x` must be public: the student is trained on those images as they are, so a pool that overlaps the private data releases those records without noise."
     t = as_teachers(teachers)
     _check_public(info, public_x, t.members, threshold, student_steps)
     s1, s2, delta, N = _check_sigma('sigma1', sigma1), _check_sigma('sigma2', sigma2), check_delta(delta), len(public_x)

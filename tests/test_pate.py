@@ -479,3 +479,29 @@ def test_release_audit_catches_a_noiseless_check():
     "The check run without its noise, while the claim counts sigma1: D (max 6 = T) is always answered, D' (max 5) never."
     eps, claim = audit_release(E2E['T'], 1e-9, E2E['sigma2'], seed=AUDIT_SEED + 1000), claimed_release()
     assert eps > claim, (eps, claim)
+
+
+def test_pate_student_trains_on_the_answered_images_and_their_noisy_labels_only(monkeypatch):
+    "The student sees the answered public images with the released labels: never the clean votes, never the unanswered images."
+    from dpsd_nb.data import DataInfo
+    n = 40
+    info = DataInfo('toy', (1, 8, 8), ('a', 'b'))
+    x = torch.zeros(n, 1, 8, 8); x[:, 0, 0, 0] = torch.arange(n, dtype=torch.float32)  # the first pixel says which image
+    votes = torch.arange(n) % 2  # image i: all ten teachers vote i % 2 ...
+    teachers = [Voter(j, torch.where(torch.arange(n) < n // 2, votes, 1 - votes) if j < 3 else votes.clone()) for j in range(10)]  # ... 3 disagree on half
+    seen = {}
+    def spy(model, ds, *args, **kwargs):
+        seen['x'], seen['y'] = ds.tensors
+        return model
+    monkeypatch.setattr(pate, 'fit_classifier', spy)
+    p = pate.pate_student(teachers, info, x, 8, 3., 6., DELTA, release=False, device='cpu', generator=noise_generator(noise_seed=3))
+    a = p.answers.answered
+    assert 0 < a.sum() < n  # some answered, some not: the check bit
+    assert torch.equal(seen['x'], x[a]) and torch.equal(seen['y'], p.answers.labels[a])
+    clean = public_votes(teachers, x).argmax(1)
+    assert not torch.equal(p.answers.labels[a], clean[a])  # noisy labels, not the plurality (sigma2 = 6 flips some)
+    every = pate_epsilon(public_votes(teachers, x), torch.ones(n, dtype=bool), 8, 3., 6., DELTA)
+    assert p.epsilon == pytest.approx(every.data_independent, rel=1e-12)  # charged as if every image were answered
+    q = pate.pate_student(teachers, info, x, 8, 3., 6., DELTA, release=False, device='cpu')  # secret noise by default
+    r = pate.pate_student(teachers, info, x, 8, 3., 6., DELTA, release=False, device='cpu')
+    assert not (torch.equal(q.answers.answered, r.answers.answered) and torch.equal(q.answers.labels, r.answers.labels))
