@@ -3,11 +3,11 @@ every table, plot and sample grid. Plotly figures are stored twice in one output
 static PNG (GitHub shows the PNG). Cells marked `#| slow` or `#| eval: false` are not run, as under `nbdev_test`;
 `IN_TEST` is not set, so the notebooks run at their full size. One torch thread per notebook.
 
-    python tools/render.py                          # every notebook of nbs/, in order (about N minutes on 2 CPU cores)
+    python tools/render.py                          # every notebook of nbs/, in order (42 minutes here, 07 aside, on 2 shared CPU cores)
     python tools/render.py nbs/05_distill.ipynb     # one or a few
     python tools/render.py --check                  # fail unless every teaching notebook has a stored picture or table
 
-Then `nbdev_clean` (which keeps outputs) and commit. Needs `kaleido` and a Chromium for the PNGs (`pip install kaleido`;
+Then `nbdev_clean` (which keeps outputs) and commit. Needs `kaleido` (in the dev extra) and a Chromium for the PNGs (
 Debian's `chromium`). The outputs are reproducible except what reads the secret privacy noise.
 """
 import argparse
