@@ -4,21 +4,20 @@
 
 # %% ../nbs/07_dashboard.ipynb 4
 from __future__ import annotations
-import base64
 import io
 import math
+import sys
 import threading
 import time
 import traceback
 from html import escape
 
-from IPython.display import HTML, display
+from IPython.display import display
 from fastcore.basics import patch
 
 import torch
 import ipywidgets as W
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 from PIL import Image
 from torchvision.utils import make_grid
 
@@ -27,17 +26,17 @@ from .models import default_device, resolve_device
 from .teachers import TeacherConfig, get_teachers, teacher_logits
 from .mechanisms import RandomizedResponse, GaussianData, explain, noise_generator, noise_note, project_simplex
 from .accountant import Accountant, epsilon_gaussian, privacy_unit
-from .evaluate import sample_grid
+from .evaluate import sample_grid, grid_picture
 from .distill import Callback, Distiller, DistillConfig, PrivacyConfig, accuracy, spread_every
 from .cli import choose_threads
 
 # %% auto 0
-__all__ = ['PRIVACY_KNOBS', 'privacy_summary', 'Dashboard', 'setup_colab']
+__all__ = ['PRIVACY_KNOBS', 'PRESETS', 'privacy_summary', 'Dashboard', 'setup_colab']
 
 # %% ../nbs/07_dashboard.ipynb 7
 def _controls(dataset='digits', mode='label', mechanism='gaussian', teachers=20, k=10, epsilon=10., delta=1e-5,
               queries=100, query_batch=10, steps=100, seed=0, eval_every=10) -> dict:
-    "The dashboard's control widgets, by name."
+    "The dashboard's control widgets, by name (`epsilon=math.inf` ticks 'no noise'; the slider then rests at 10)."
     s = {'style': {'description_width': '110px'}, 'layout': W.Layout(width='330px')}
     return {
         'dataset': W.Dropdown(options=DATASETS, value=dataset, description='data set', **s),
@@ -45,7 +44,9 @@ def _controls(dataset='digits', mode='label', mechanism='gaussian', teachers=20,
         'mechanism': W.Dropdown(options=('gaussian', 'rr'), value=mechanism, description='mechanism', **s),
         'teachers': W.IntSlider(value=teachers, min=1, max=100, description='teachers M', **s),
         'k': W.BoundedIntText(value=k, min=1, max=1000, description='k (top-k)', **s),
-        'epsilon': W.FloatLogSlider(value=epsilon, base=10, min=-1, max=2, step=0.05, description='target epsilon', readout_format='.3g', **s),
+        'no_noise': W.Checkbox(value=math.isinf(epsilon), description='no noise (epsilon = inf)', **s),
+        'epsilon': W.FloatLogSlider(value=10. if math.isinf(epsilon) else epsilon, base=10, min=-1, max=2, step=0.05,
+                                    description='target epsilon', readout_format='.3g', **s),
         'delta': W.FloatLogSlider(value=delta, base=10, min=-8, max=-3, step=1, description='delta', readout_format='.0e', **s),
         'queries': W.IntSlider(value=queries, min=10, max=2000, step=10, description='query budget', **s),
         'query_batch': W.IntSlider(value=query_batch, min=1, max=200, description='query batch', **s),
@@ -54,7 +55,8 @@ def _controls(dataset='digits', mode='label', mechanism='gaussian', teachers=20,
         'eval_every': W.IntSlider(value=eval_every, min=1, max=100, description='accuracy every', **s),
     }
 
-PRIVACY_KNOBS = ('dataset', 'mode', 'mechanism', 'teachers', 'k', 'epsilon', 'delta', 'queries')
+PRIVACY_KNOBS = ('dataset', 'mode', 'mechanism', 'teachers', 'k', 'no_noise', 'epsilon', 'delta', 'queries')
+PRESETS = {'no noise': math.inf, 'epsilon 10': 10., 'epsilon 1': 1.}  # the target epsilon each preset sets, and nothing else
 
 # %% ../nbs/07_dashboard.ipynb 9
 def privacy_summary(privacy:PrivacyConfig, # the privacy knobs
@@ -65,10 +67,12 @@ def privacy_summary(privacy:PrivacyConfig, # the privacy knobs
     mech = privacy.build(classes)
     if isinstance(mech, RandomizedResponse):
         noise, one = f"eps0 = <b>{mech.eps0:.4g}</b> per answer (randomized response over k={mech.k})", mech.eps0
+    elif math.isinf(privacy.epsilon):
+        noise, one = "<b style='color:#b00020'>no noise</b>: the teachers' clean answers, NOT private (the reference that shows what the noise costs)", math.inf
     else:
         what = 'vote count' if privacy.mode == 'label' else 'summed soft-label correction'
         noise = f"sigma = <b>{mech.sigma:.4g}</b> on each {what} (sensitivity {mech.sensitivity:.3g})"
-        one = epsilon_gaussian(mech.sigma, mech.sensitivity, 1, privacy.delta) if mech.sigma > 0 else math.inf
+        one = epsilon_gaussian(mech.sigma, mech.sensitivity, 1, privacy.delta)
     # the total as the accountant composes this mechanism over all queries, not the target echoed back
     total = math.inf if math.isinf(privacy.epsilon) else Accountant(privacy.delta).epsilon_if(mech.events(privacy.queries))
     html = (f"{noise}<br>one answer alone: epsilon = <b>{one:.3g}</b>; all {privacy.queries} answers: "
@@ -78,14 +82,10 @@ def privacy_summary(privacy:PrivacyConfig, # the privacy knobs
     return mech, html
 
 # %% ../nbs/07_dashboard.ipynb 15
-def _png_uri(img:torch.Tensor, # (3, H, W) in [0, 1]
-             scale:int=1, # pixels per image pixel (nearest neighbour)
-            ) -> str:
-    "A PNG data URI of `img`, for plotly's `go.Image(source=...)`."
-    img = img.repeat_interleave(scale, 1).repeat_interleave(scale, 2)
-    arr = (img.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
-    buf = io.BytesIO(); Image.fromarray(arr).save(buf, format='PNG', compress_level=1)
-    return 'data:image/png;base64,' + base64.b64encode(buf.getvalue()).decode()
+def _png(pic:Image.Image) -> bytes:
+    "PNG bytes of `pic` (a `grid_picture`), for an `ipywidgets.Image`."
+    buf = io.BytesIO(); pic.save(buf, format='PNG', compress_level=1)
+    return buf.getvalue()
 
 def _by_label(x:torch.Tensor, # (N, C, H, W) images in [0, 1]
               labels:torch.Tensor, # (N,) their labels
@@ -99,34 +99,87 @@ def _by_label(x:torch.Tensor, # (N, C, H, W) images in [0, 1]
     return make_grid(cells.flatten(0, 1), nrow=per_row, padding=1, pad_value=1.)
 
 # %% ../nbs/07_dashboard.ipynb 17
+_EPS_TITLE = 'privacy spent: epsilon at delta'
+
 def _figures(widget:bool=True) -> dict:
-    "The four figures: `go.FigureWidget`s for the live dashboard, plain `go.Figure`s for the static fallback."
+    "The three figures: `go.FigureWidget`s for the live dashboard, plain `go.Figure`s for the static path."
     Fig = go.FigureWidget if widget else go.Figure
-    size = dict(width=480, height=330, margin=dict(l=50, r=10, t=50, b=40))
+    size = dict(width=460, height=330, margin=dict(l=50, r=10, t=50, b=40))  # two side by side fit the classic notebook's 970 pixels
     eps = Fig(data=[go.Scatter(x=[], y=[], mode='lines', name='epsilon spent'),
                     go.Scatter(x=[], y=[], mode='lines', name='target', line=dict(dash='dash', color='red'))],
-              layout=dict(title='privacy spent: epsilon at delta', xaxis_title='step', yaxis_title='epsilon', **size))
+              layout=dict(title=_EPS_TITLE, xaxis_title='step', yaxis_title='epsilon', **size))
     acc = Fig(data=[go.Scatter(x=[], y=[], mode='lines+markers', name='student')],
               layout=dict(title='student accuracy on the test split (teaching view)', xaxis_title='step',
                           yaxis=dict(title='accuracy', range=[0, 1]), **size))
-    sub = make_subplots(1, 2, subplot_titles=('generator now (frame: student agrees?)', 'latest queries by DP label'),
-                        horizontal_spacing=0.08)
-    for col in (1, 2): sub.add_trace(go.Image(source=None, name=('generator', 'queries')[col - 1]), 1, col)
-    sub.update_layout(title='samples', **{**size, 'width': 620})
-    sub.update_xaxes(showticklabels=False); sub.update_yaxes(autorange='reversed')
-    samples = Fig(sub)
     noise = Fig(data=[go.Bar(x=[], y=[], name='clean (NOT private: teaching view)', marker_color='lightgray'),
                       go.Bar(x=[], y=[], name='released (noisy, DP)', marker_color='steelblue')],
                 layout=dict(title='what the noise does to one query', xaxis_title='candidate class',
                             barmode='group', legend=dict(orientation='h', y=-0.25), **size))
-    return {'epsilon': eps, 'accuracy': acc, 'samples': samples, 'noise': noise}
+    return {'epsilon': eps, 'accuracy': acc, 'noise': noise}
 
 # %% ../nbs/07_dashboard.ipynb 20
+_COLORS = ('#636efa', '#ef553b', '#00cc96')  # plotly's first colours, for traces without their own
+
+def _color(t, i:int) -> str: return (t.marker.color if t.type == 'bar' else t.line.color) or _COLORS[i % len(_COLORS)]
+
+def _ticks(lo:float, hi:float, n:int=5) -> list:
+    "About `n` round values from `lo` to `hi` (steps of 1, 2 or 5 times a power of ten)."
+    raw = (hi - lo) / n
+    mag = 10 ** math.floor(math.log10(raw))
+    step = next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw * (1 - 1e-9))
+    return [round(i * step, 10) for i in range(math.ceil(lo / step - 1e-9), math.floor(hi / step + 1e-9) + 1)]
+
+def _trace_svg(t, i:int, nbars:int, sx, sy, band:float) -> str:
+    "SVG of the `i`-th trace `t` (a line, or one of `nbars` bar traces) through the scales `sx`, `sy`; `band`: a category's width."
+    color = _color(t, i)
+    if t.type == 'bar':
+        w = band * 0.8 / nbars
+        return ''.join(f'<rect class="trace" x="{sx(k) - band * 0.4 + i * w:.1f}" y="{min(sy(v), sy(0)):.1f}" width="{w:.1f}" '
+                       f'height="{abs(sy(v) - sy(0)):.1f}" fill="{color}"/>' for k, v in enumerate(t.y))
+    pts = [(sx(a), sy(b)) if b is not None and math.isfinite(b) else None for a, b in zip(t.x, t.y)]
+    d = ''.join(f"{'L' if k and pts[k - 1] else 'M'}{p[0]:.1f},{p[1]:.1f}" for k, p in enumerate(pts) if p)  # a gap at each missing point
+    dash = ' stroke-dasharray="6,4"' if t.line.dash == 'dash' else ''
+    dots = ''.join(f'<circle cx="{p[0]:.1f}" cy="{p[1]:.1f}" r="3" fill="{color}"/>' for p in pts if p and 'markers' in (t.mode or ''))
+    return f'<path class="trace" d="{d}" stroke="{color}" stroke-width="2" fill="none"{dash}/>{dots}'
+
+# %% ../nbs/07_dashboard.ipynb 21
+def _svg(fig:go.Figure) -> str:
+    "HTML: the figure's line traces (or bar traces) as an SVG with its title, axes and legend; no JavaScript."
+    L, txt = fig.layout, lambda t: escape(t.text or '')
+    w, h = L.width, L.height
+    x0, x1, y0, y1 = L.margin.l, w - L.margin.r, L.margin.t, h - L.margin.b  # the plot area
+    traces = [t for t in fig.data if t.x is not None and len(t.x)]
+    bars = [t for t in traces if t.type == 'bar']
+    ys = [v for t in traces for v in t.y if v is not None and math.isfinite(v)]
+    lo, hi = L.yaxis.range or (min([0., *ys]), max([*ys, 0.]) * 1.05 or 1.)
+    sy = lambda v: y1 - (v - lo) / (hi - lo) * (y1 - y0)
+    if bars:  # categories, one band each
+        band = (x1 - x0) / len(bars[0].x)
+        sx = lambda k: x0 + band * (k + 0.5)
+        xt = list(enumerate(bars[0].x))
+    else:
+        xs = [v for t in traces for v in t.x]
+        xlo, xhi = (min(xs), max(max(xs), min(xs) + 1)) if xs else (0, 1)
+        band, sx = 0., lambda v: x0 + (v - xlo) / (xhi - xlo) * (x1 - x0)
+        xt = [(v, f'{v:g}') for v in _ticks(xlo, xhi)]
+    out = [f'<path d="M{x0},{sy(v):.1f}H{x1}" stroke="#e5e5e5"/><text x="{x0 - 6}" y="{sy(v) + 4:.1f}" text-anchor="end">{v:g}</text>'
+           for v in _ticks(lo, hi)]
+    out += [f'<text x="{sx(v):.1f}" y="{y1 + 15}" text-anchor="middle">{escape(str(s))}</text>' for v, s in xt]
+    out += [_trace_svg(t, i, len(bars), sx, sy, band) for i, t in enumerate(traces)]
+    out += [f'<path d="M{x0},{y0}V{y1}H{x1}" stroke="#444" fill="none"/>',
+            f'<text class="title" x="{w / 2}" y="24" text-anchor="middle" font-size="15">{txt(L.title)}</text>',
+            f'<text x="{(x0 + x1) / 2}" y="{h - 6}" text-anchor="middle">{txt(L.xaxis.title)}</text>',
+            f'<text transform="translate(14,{(y0 + y1) / 2}) rotate(-90)" text-anchor="middle">{txt(L.yaxis.title)}</text>']
+    legend = ' &#160; '.join(f'<span style="color:{_color(t, i)}">&#9632;</span> {escape(t.name or "")}' for i, t in enumerate(traces))
+    svg = f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="11">{"".join(out)}</svg>'
+    return f'<div class="dpsd-chart" style="width:{w}px">{svg}<div style="font-size:12px">{legend}</div></div>'
+
+# %% ../nbs/07_dashboard.ipynb 24
 class Dashboard(Callback):
-    "Widgets, a privacy readout and four live figures around one DPSD run (a `Callback` of `Distiller`)."
+    "Widgets, a privacy readout, three live figures and two sample grids around one DPSD run (a `Callback` of `Distiller`)."
     order = 5
     def __init__(self, dataset:str='digits', # one of `DATASETS`
-                 # the knobs' first values (see `PrivacyConfig`, `DistillConfig`; `teachers` is M):
+                 # the knobs' first values (see `PrivacyConfig`, `DistillConfig`; `teachers` is M, `epsilon=math.inf` no noise):
                  mode:str='label', mechanism:str='gaussian', teachers:int=20, k:int=10, epsilon:float=10.,
                  delta:float=1e-5, queries:int=100, query_batch:int=10, steps:int=100, seed:int=0,
                  eval_every:int=10, # steps between two accuracy evaluations
@@ -135,15 +188,22 @@ class Dashboard(Callback):
                  teacher_epochs:int=100, # epochs of each teacher (`TeacherConfig.epochs`); teachers are cached
                  root=None, # folder of the torchvision data sets (see `load_dataset`)
                  device=None, # default: `default_device()` (a GPU when there is one)
-                 static:bool=False, # plain plotly figures redrawn through `display` (no widgets needed)
+                 static:bool|None=None, # figures as static SVG in built-in widgets (no plotly widget); None: static in Colab only
                  noise_seed:int|None=None, # reproducible noise for a lecture's replay; the privacy panel then says the guarantee is void
                  threads:int|None=None, # torch's CPU threads during a run (default `choose_threads()`: half the cores, so a shared machine keeps its speed)
                 ):
-        self.every, self.share, self.teacher_epochs, self.root, self.static = every, share, teacher_epochs, root, static
+        self.every, self.share, self.teacher_epochs, self.root = every, share, teacher_epochs, root
+        self.static = 'google.colab' in sys.modules if static is None else static
         self.noise_seed, self.threads = noise_seed, choose_threads(threads)
         self.device = resolve_device(device) if device is not None else default_device()
         self.controls = _controls(dataset, mode, mechanism, teachers, k, epsilon, delta, queries, query_batch, steps, seed, eval_every)
-        self.figs = _figures(widget=not static)
+        self.preset = W.ToggleButtons(options=list(PRESETS), value=None, description='preset', layout=W.Layout(display='flex'),  # label and buttons on one line in ipywidgets 8 too
+                                      style={'description_width': '110px', 'button_width': '100px'})
+        self.figs = _figures(widget=not self.static)
+        self.views = {n: W.HTML(_svg(f)) if self.static else f for n, f in self.figs.items()}  # what the dashboard shows of each figure
+        self.images = {n: W.Image(format='png') for n in ('generator', 'queries')}
+        self.image_titles = {'generator': W.HTML('<b>generator now</b> (frame: does the student agree?)'),
+                             'queries': W.HTML('<b>latest queries</b>, by DP label')}
         self.privacy_html, self.status, self.error = W.HTML(), W.HTML(), W.HTML()
         self.buttons = {n: W.Button(description=n, button_style=s) for n, s in
                         (('Run', 'success'), ('Pause', ''), ('Stop', 'danger'), ('Reset', ''))}
@@ -154,12 +214,13 @@ class Dashboard(Callback):
         self._resume.set()
         self.d, self.mechanism, self.data, self._data_name, self.data_error = None, None, None, None, None
         self.rows, self.acc, self.noise, self.grid_queries, self._fresh, self.draws = [], [], None, None, False, 0
-        self._handles = {}  # static mode: what `display` showed, to update in place
         self.status.value = f"<b>ready</b> | device: {self.device}, {self.threads} CPU thread{'s' * (self.threads > 1)}"
         for name in PRIVACY_KNOBS: self.controls[name].observe(lambda change: self.update_privacy(), 'value')
-        self.update_privacy()
+        for name in ('no_noise', 'epsilon'): self.controls[name].observe(lambda change: self._sync_preset(), 'value')
+        self.preset.observe(lambda change: change.new is None or self.apply_preset(change.new), 'value')
+        self._sync_preset(); self.update_privacy()
 
-# %% ../nbs/07_dashboard.ipynb 22
+# %% ../nbs/07_dashboard.ipynb 26
 @patch
 def _fail(self:Dashboard, msg:str, detail:str=''):
     "Show an error in the dashboard."
@@ -181,7 +242,7 @@ def _load(self:Dashboard):
 def privacy(self:Dashboard) -> PrivacyConfig:
     "The `PrivacyConfig` the knobs describe (raises `ValueError` on a bad combination)."
     c = {n: w.value for n, w in self.controls.items()}
-    return PrivacyConfig(mode=c['mode'], mechanism=c['mechanism'], k=c['k'], epsilon=float(c['epsilon']),
+    return PrivacyConfig(mode=c['mode'], mechanism=c['mechanism'], k=c['k'], epsilon=math.inf if c['no_noise'] else float(c['epsilon']),
                          delta=float(c['delta']), queries=c['queries'], noise_seed=self.noise_seed)
 
 @patch
@@ -193,19 +254,33 @@ def update_privacy(self:Dashboard):
     except ValueError as e: self._fail(str(e)); self.privacy_html.value = ''; return
     self.privacy_html.value = html
 
-# %% ../nbs/07_dashboard.ipynb 29
+# %% ../nbs/07_dashboard.ipynb 28
+@patch
+def apply_preset(self:Dashboard, name:str):
+    "Set the epsilon knobs to preset `name` (see `PRESETS`); every other knob stays as it is."
+    if name not in PRESETS: raise ValueError(f"preset {name!r}: choose one of {', '.join(PRESETS)}")
+    eps, c = PRESETS[name], self.controls
+    if math.isfinite(eps): c['epsilon'].value = eps
+    c['no_noise'].value = math.isinf(eps)
+
+@patch
+def _sync_preset(self:Dashboard):
+    "Select the preset the epsilon knobs match, or none; the slider rests while 'no noise' is ticked."
+    c = self.controls
+    eps = math.inf if c['no_noise'].value else c['epsilon'].value
+    self.preset.value = next((n for n, e in PRESETS.items() if math.isclose(e, eps)), None)
+    c['epsilon'].disabled = self.running or c['no_noise'].value
+
+# %% ../nbs/07_dashboard.ipynb 37
 @patch
 def before_fit(self:Dashboard, d):
     d.stop = d.stop or self._stopping  # Stop pressed while the teachers were loading
     self.d, self.rows, self.acc, self.noise, self.grid_queries, self._fresh = d, [], [], None, None, False
     self._drawn, self._pause, self.draws = 0., self.every, 0
-    with self.figs['epsilon'].batch_update():
-        self.figs['epsilon'].data[1].x, self.figs['epsilon'].data[1].y = [0, d.cfg.steps], [d.privacy.epsilon] * 2
-    with self.figs['samples'].batch_update():  # one tick per row, named by its class
-        for axis, frame in (('yaxis', 2), ('yaxis2', 0)):
-            cell = (d.info.shape[1] + frame + 1) * _scale(d.info)
-            self.figs['samples'].layout[axis].update(tickvals=[_scale(d.info) + cell * (r + 0.5) for r in range(d.info.num_classes)],
-                                                      ticktext=list(d.info.classes))
+    eps, f = d.privacy.epsilon, self.figs['epsilon']
+    with f.batch_update():  # the target, or, without noise, a title that says nothing is protected
+        f.data[1].x, f.data[1].y = ([0, d.cfg.steps], [eps] * 2) if math.isfinite(eps) else ([], [])
+        f.layout.title = _EPS_TITLE if math.isfinite(eps) else 'no noise: epsilon = inf, nothing is protected'
     self.draw()
 
 @patch
@@ -226,7 +301,7 @@ def after_query(self:Dashboard, d):
         noisy = shown.soft[0, cand]
     self.noise = ([d.info.classes[i] for i in cand.tolist()], clean.tolist(), noisy.tolist(), d.step + 1, released)
     grid = _by_label(d.info.denormalize(x).cpu(), d.answer.labels.cpu(), d.info.num_classes)
-    self.grid_queries, self._fresh = (_png_uri(grid, _scale(d.info)), d.step + 1), True
+    self.grid_queries, self._fresh = (_png(grid_picture(grid, d.info)), d.step + 1), True
 
 @patch
 def after_step(self:Dashboard, d):
@@ -244,9 +319,7 @@ def after_fit(self:Dashboard, d):
     else: self.acc.append(last)
     self.draw()
 
-# %% ../nbs/07_dashboard.ipynb 31
-def _scale(info): return max(1, 32 // info.shape[1])  # images drawn at least 32 pixels high
-
+# %% ../nbs/07_dashboard.ipynb 39
 _NOISE_AXIS = {'GaussianLabels': 'teacher votes', 'RandomizedResponse': 'plurality label (one-hot)', 'GaussianData': 'soft label'}
 
 @patch
@@ -256,20 +329,25 @@ def _status(self:Dashboard, state:str) -> str:
     return f"<b>{state}</b> | device: {self.device}{run}"
 
 @patch
+def _show(self:Dashboard):
+    "The static path: each figure's SVG drawn again from its `go.Figure` (the live figures show themselves)."
+    if self.static:
+        for name, view in self.views.items(): view.value = _svg(self.figs[name])
+
+@patch
 def draw(self:Dashboard):
-    "Redraw the four figures from the recorded state (inside `batch_update`: one message per figure)."
+    "Redraw the figures (inside `batch_update`: one message per figure) and the sample grids from the recorded state."
     d, f, start = self.d, self.figs, time.monotonic()
-    with f['epsilon'].batch_update():
-        f['epsilon'].data[0].x, f['epsilon'].data[0].y = [r[0] for r in self.rows], [r[1] for r in self.rows]
+    with f['epsilon'].batch_update():  # no point where epsilon is inf (no noise): JSON has no infinity
+        f['epsilon'].data[0].x = [r[0] for r in self.rows]
+        f['epsilon'].data[0].y = [r[1] if math.isfinite(r[1]) else None for r in self.rows]
     with f['accuracy'].batch_update():
         f['accuracy'].data[0].x, f['accuracy'].data[0].y = [a[0] for a in self.acc], [a[1] for a in self.acc]
     grid = sample_grid(d.generator, d.info, per_class=8, student=d.student, seed=0)
-    with f['samples'].batch_update():
-        f['samples'].data[0].source = _png_uri(grid, _scale(d.info))
-        if self._fresh:
-            f['samples'].data[1].source, step = self.grid_queries
-            f['samples'].layout.annotations[1].text = f'queries of step {step} by DP label'
+    self.images['generator'].value = _png(grid_picture(grid, d.info))
     if self._fresh:
+        self.images['queries'].value, step = self.grid_queries
+        self.image_titles['queries'].value = f'<b>queries of step {step}</b>, by DP label'
         names, clean, noisy, step, released = self.noise
         with f['noise'].batch_update():
             f['noise'].data[0].x, f['noise'].data[0].y = names, clean
@@ -277,13 +355,13 @@ def draw(self:Dashboard):
             f['noise'].data[1].name = 'released (noisy, DP)' if released else 'a fresh noisy draw, not released and not accounted (a teaching view)'
             f['noise'].layout.yaxis.title = _NOISE_AXIS[type(d.mechanism).__name__]
             f['noise'].layout.title = f'what the noise does to one query (step {step})'
+    self._show()
     self.status.value = self._status('running')
-    if self.static: self._redisplay()
     self._fresh = False
     self._drawn, self.draws = time.monotonic(), self.draws + 1
     self._pause = max(self.every, (self._drawn - start) / self.share)
 
-# %% ../nbs/07_dashboard.ipynb 33
+# %% ../nbs/07_dashboard.ipynb 41
 @patch
 def make_distiller(self:Dashboard) -> Distiller:
     "A `Distiller` for the current knobs with this dashboard attached (raises on bad knobs)."
@@ -308,12 +386,12 @@ def _work(self:Dashboard):
         torch.set_num_threads(threads)
         self._set_running(False)
         self.status.value = self._status(state)
-        if self.static: self._redisplay()
 
 @patch
 def _set_running(self:Dashboard, running:bool):
     self.running = running
-    for w in self.controls.values(): w.disabled = running
+    for w in (*self.controls.values(), self.preset): w.disabled = running
+    self._sync_preset()  # the epsilon slider stays off while 'no noise' is ticked
     self.buttons['Run'].disabled = running
     self.buttons['Pause'].disabled = self.buttons['Stop'].disabled = not running
     self.buttons['Pause'].description = 'Pause'
@@ -326,7 +404,7 @@ def run(self:Dashboard, block:bool=False):
     if self.mechanism is None: return  # the knobs are wrong: the error box says why
     self.d, self._stopping = None, False
     self._resume.set(); self._set_running(True)
-    if block or self.static: return self._work()
+    if block: return self._work()
     self.thread = threading.Thread(target=self._work, name='dpsd-dashboard', daemon=True)
     self.thread.start()
 
@@ -345,48 +423,44 @@ def stop(self:Dashboard):
 
 @patch
 def reset(self:Dashboard):
-    "Stop any run, clear the figures and the errors, and show the privacy readout for the knobs."
+    "Stop any run, clear the figures, the grids and the errors, and show the privacy readout for the knobs."
     self.stop()
     if self.thread is not None: self.thread.join()
     self.d, self.rows, self.acc, self.noise, self.grid_queries, self._fresh = None, [], [], None, None, False
     for fig in self.figs.values():
         with fig.batch_update():
-            for t in fig.data:
-                if isinstance(t, go.Image): t.source = None
-                else: t.x, t.y = [], []
+            for t in fig.data: t.x, t.y = [], []
+    for image in self.images.values(): image.value = b''
+    self._show()
     self._set_running(False)
     self.update_privacy()
     self.status.value = self._status('ready')
 
-# %% ../nbs/07_dashboard.ipynb 35
+# %% ../nbs/07_dashboard.ipynb 43
+_SAMPLES_NOTE = ("<b>samples</b>: the generator is trained only to make the teachers agree and the student learn from "
+                 "their answers, not to draw realistic images, so its samples often look like textures. The label at the "
+                 "left of each row is the class the generator was asked for (a green frame: the student agrees, red: it "
+                 "does not). Beside them, the latest queries, sorted into rows by the DP label they received.")
+
 @patch
 def widget(self:Dashboard) -> W.Widget:
-    "The whole dashboard as one widget."
-    c, b = self.controls, self.buttons
+    "The whole dashboard as one widget; its panels wrap to the next line where the window is narrow."
+    c, v = self.controls, self.views
     col = lambda names: W.VBox([c[n] for n in names])
-    knobs = W.HBox([col(('dataset', 'mode', 'mechanism', 'teachers', 'k', 'epsilon')),
-                    col(('delta', 'queries', 'query_batch', 'steps', 'seed', 'eval_every'))])
-    figs = W.GridBox(list(self.figs.values()), layout=W.Layout(grid_template_columns='repeat(2, auto)'))
-    return W.VBox([knobs, self.privacy_html, W.HBox(list(b.values())), self.status, self.error, figs])
+    wrap = lambda kids: W.Box(kids, layout=W.Layout(display='flex', flex_flow='row wrap', width='100%'))
+    knobs = wrap([col(('dataset', 'mode', 'mechanism', 'teachers', 'k', 'queries')),
+                  col(('no_noise', 'epsilon', 'delta', 'query_batch', 'steps', 'seed', 'eval_every'))])
+    grids = wrap([W.VBox([self.image_titles[n], image]) for n, image in self.images.items()])
+    samples = W.VBox([W.HTML(_SAMPLES_NOTE, layout=W.Layout(max_width='1000px')), grids])
+    box = W.VBox([self.preset, knobs, self.privacy_html, W.HBox(list(self.buttons.values())), self.status, self.error,
+                  wrap([v['epsilon'], v['accuracy'], samples, v['noise']])])
+    box.add_class('dpsd-dashboard')  # for the browser test
+    return box
 
 @patch
-def _text(self:Dashboard) -> HTML:
-    "The privacy readout, the status line and any error, as static HTML."
-    return HTML('<br>'.join(w.value for w in (self.privacy_html, self.status, self.error) if w.value))
+def _ipython_display_(self:Dashboard): display(self.widget())
 
-@patch
-def _redisplay(self:Dashboard):
-    "Static mode: replace what the dashboard displayed with its current state."
-    for name, h in self._handles.items(): h.update(self._text() if name == 'text' else self.figs[name])
-
-@patch
-def _ipython_display_(self:Dashboard):
-    if not self.static: return display(self.widget())
-    self._handles = {n: display(f, display_id=True) for n, f in {'text': self._text(), **self.figs}.items()}
-
-
-
-# %% ../nbs/07_dashboard.ipynb 37
+# %% ../nbs/07_dashboard.ipynb 46
 def setup_colab() -> bool:
     "Enable Colab's custom widget manager when running in Colab; return whether it did."
     try: from google.colab import output
