@@ -51,3 +51,11 @@ def test_the_check_sees_a_bare_notebook(tmp_path):
     shown = json.loads(bare.read_text()); shown['cells'][1]['outputs'][0]['data']['image/png'] = 'iVBORw0KGgo='
     bare.write_text(json.dumps(shown))
     assert RENDER._shows_something(bare)
+
+
+@pytest.mark.parametrize('path', RENDER.teaching_notebooks(), ids=lambda p: p.stem)
+def test_no_stored_output_is_a_traceback(path):
+    "A figure whose picture failed leaves a formatter's traceback in a stream, not an error: it must not be committed."
+    for i, c in enumerate(json.loads(path.read_text())['cells']):
+        for o in c.get('outputs', []):
+            assert not (o['output_type'] == 'stream' and 'Traceback' in ''.join(o.get('text', ''))), f"{path.name}, cell {i}: render it again"

@@ -37,8 +37,22 @@ def _skipped(cell) -> bool:
     return any(f in d for f in SKIP) or (d.get('eval') or [''])[0].lower() == 'false'
 
 
-def render(path: Path) -> float:
-    "Run `path` in a fresh IPython shell in its own folder and write it back with the outputs."
+def _failed_pictures(nb) -> list:
+    "Cells where a figure's picture failed (IPython prints a formatter's traceback instead of raising), e.g. kaleido's startup race."
+    return [i for i, c in enumerate(nb.cells) if c.cell_type == 'code' and any(
+        o.get('output_type') == 'stream' and 'Traceback' in ''.join(o.get('text', '')) for o in c.get('outputs', []))]
+
+
+def render(path: Path, tries: int = 3) -> float:
+    "Run `path` in a fresh IPython shell in its own folder and write it back with the outputs (again if a picture failed)."
+    for _ in range(tries):
+        took, failed = _render_once(path)
+        if not failed: return took
+        print(f"{path.name}: a picture failed in cells {failed}; running it again", flush=True)
+    raise RuntimeError(f"{path.name}: pictures failed in cells {failed} after {tries} runs")
+
+
+def _render_once(path: Path):
     from execnb.nbio import read_nb, write_nb
     from execnb.shell import CaptureShell
     from fastcore.xtras import working_directory
@@ -55,7 +69,7 @@ def render(path: Path) -> float:
             if 'data' in o and 'image/png' in o['data']: o['data'].pop('image/jpeg', None)
         c.outputs = [o for o in c.get('outputs', []) if not (o.get('output_type') == 'execute_result' and not o.get('data'))]
     write_nb(nb, path)
-    return time.time() - start
+    return time.time() - start, _failed_pictures(nb)
 
 
 def _shows_something(path: Path) -> bool:
