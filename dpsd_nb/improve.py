@@ -16,7 +16,7 @@ from .data import DataInfo
 __all__ = ['balanced_pick', 'ema_warmup', 'soft_vote_targets', 'cross_fit_prior', 'denoise_targets', 'fit_together',
            'pair_configs']
 
-# %% ../nbs/05c_improve.ipynb 12
+# %% ../nbs/05c_improve.ipynb 15
 def balanced_pick(pred:torch.Tensor, # (N,) one predicted class per candidate, in the order drawn
                   n:int, # how many to keep, at most N
                   classes:int, # number of classes
@@ -28,7 +28,7 @@ def balanced_pick(pred:torch.Tensor, # (N,) one predicted class per candidate, i
     first = torch.randint(classes, (1,), generator=generator, device=pred.device)
     return (rank * classes + (pred - first) % classes).argsort()[:n]  # keys are distinct: round by round
 
-# %% ../nbs/05c_improve.ipynb 15
+# %% ../nbs/05c_improve.ipynb 18
 def ema_warmup(decay:float):
     "An `AveragedModel` update: exponential moving average with decay `min(decay, n / (n + 4))` at the n-th update."
     @torch.no_grad()
@@ -37,7 +37,7 @@ def ema_warmup(decay:float):
         for a, c in zip(averaged, current): a.lerp_(c, 1 - d)
     return update
 
-# %% ../nbs/05c_improve.ipynb 20
+# %% ../nbs/05c_improve.ipynb 23
 def soft_vote_targets(noisy:torch.Tensor, # (N, k) the released noisy votes on each query's candidates
                       candidates:torch.Tensor, # (N, k) the candidate classes
                       classes:int, # number of classes
@@ -47,7 +47,7 @@ def soft_vote_targets(noisy:torch.Tensor, # (N, k) the released noisy votes on e
     out = torch.full((len(noisy), classes), -math.inf, dtype=noisy.dtype, device=noisy.device)
     return out.scatter(1, candidates, noisy / temperature).softmax(1)
 
-# %% ../nbs/05c_improve.ipynb 25
+# %% ../nbs/05c_improve.ipynb 28
 def cross_fit_prior(X:torch.Tensor, # (N, ...) the released queries
                     Y:torch.Tensor, # (N, classes) their targets
                     folds:int, # how many parts: each part's prior comes from a classifier fitted on the others
@@ -75,7 +75,7 @@ def denoise_targets(X:torch.Tensor, # (N, ...) the released queries
     "The targets `soft` times the `weight` power of the cross-fitted prior, renormalized: post-processing of released answers."
     return (soft.log() + weight * cross_fit_prior(X, soft, folds, fit, generator)).softmax(1)
 
-# %% ../nbs/05c_improve.ipynb 28
+# %% ../nbs/05c_improve.ipynb 31
 def fit_together(info:DataInfo, # the data set's shape and classes
                  teachers, # trained teachers, shared by every pair through one oracle
                  privacy:PrivacyConfig, # one mechanism and one budget for all pairs
