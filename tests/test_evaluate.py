@@ -45,6 +45,21 @@ def test_dpsgd_reproduces(data):
     other = train_dpsgd(data, 5., epochs=2, seed=1, device='cpu', noise_seed=0)[0]
     assert not torch.equal(next(other.parameters()), next(runs[0][0].parameters()))
 
+def test_dpsgd_poisson_batches_are_secret_by_default(data, monkeypatch):
+    "Which records a batch holds must be as secret as the noise: the sampler's generator is fresh from the OS, not torch's global one."
+    import opacus.data_loader as dl
+    seen, original = [], dl.DPDataLoader.from_data_loader.__func__
+    def spy(cls, data_loader, **kwargs):
+        g = kwargs.get('generator') or data_loader.generator
+        seen.append((g, None if g is None else g.get_state().clone()))  # its state before any batch is drawn
+        return original(cls, data_loader, **kwargs)
+    monkeypatch.setattr(dl.DPDataLoader, 'from_data_loader', classmethod(spy))
+    for noise_seed in (None, None, 3, 3): train_dpsgd(data, 5., epochs=1, device='cpu', noise_seed=noise_seed)
+    assert len(seen) == 4 and all(g is not None and g is not torch.default_generator for g, _ in seen)
+    assert not torch.equal(seen[0][1], seen[1][1])  # secret: drawn anew from the OS each run
+    assert torch.equal(seen[2][1], seen[3][1])  # noise_seed: reproducible, and said to be not private
+
+
 @pytest.mark.parametrize('kwargs, message', [
     (dict(epsilon=0), 'epsilon=0'), (dict(epsilon=-1.), 'epsilon=-1.0'), (dict(epsilon=math.inf), 'epsilon=inf'),
     (dict(epsilon=1., delta=0.), 'delta=0.0'), (dict(epsilon=1., delta=1.), 'delta=1.0'),
