@@ -195,9 +195,7 @@ def save_image_atomic(img:torch.Tensor|Image.Image, # (C, H, W) in [0, 1], or a 
     return Path(path)
 
 # %% ../nbs/06_evaluate.ipynb 43
-def _check_dpsgd(epsilon, delta, epochs, batch_size, lr, max_grad_norm, optimizer='adam', momentum=0.):
-    if not (isinstance(epsilon, (int, float)) and 0 < epsilon < math.inf):
-        raise ValueError(f"epsilon={epsilon!r}: DP-SGD needs a finite target epsilon > 0")
+def _check_dpsgd(delta, epochs, batch_size, lr, max_grad_norm, optimizer='adam', momentum=0.):
     check_delta(delta)
     for name, v in (('epochs', epochs), ('batch_size', batch_size)):
         if not (isinstance(v, int) and v >= 1): raise ValueError(f"{name}={v!r}: must be an integer >= 1")
@@ -217,6 +215,8 @@ def dpsgd_recipe(dataset:str, # a data set's name (`DataInfo.name`)
                  epsilon:float, # the target epsilon
                 ) -> dict:
     "The recipe of `DPSGD_RECIPES` for `dataset` (MNIST's for data sets without one) at the epsilon nearest `epsilon` on a log scale."
+    if not (isinstance(epsilon, (int, float)) and 0 < epsilon < math.inf):
+        raise ValueError(f"epsilon={epsilon!r}: DP-SGD needs a finite target epsilon > 0")
     name = dataset if any(d == dataset for d, _ in DPSGD_RECIPES) else 'mnist'
     at = min((e for d, e in DPSGD_RECIPES if d == name), key=lambda e: abs(math.log(e / epsilon)))
     return dict(DPSGD_RECIPES[(name, at)])
@@ -236,12 +236,10 @@ def train_dpsgd(data:Data, # the private train split is `data.train`
                 noise_seed:int|None=None, # None: secret noise and batches; an int: reproducible, NOT private against whoever knows it
                ):
     "A `student_cnn` trained with DP-SGD (Opacus) on the private split, and its epsilon under replace-one; unset settings from `dpsgd_recipe`."
-    if not (isinstance(epsilon, (int, float)) and 0 < epsilon < math.inf):
-        raise ValueError(f"epsilon={epsilon!r}: DP-SGD needs a finite target epsilon > 0")
     given = dict(epochs=epochs, batch_size=batch_size, lr=lr, max_grad_norm=max_grad_norm, optimizer=optimizer)
     recipe = {**dpsgd_recipe(data.info.name, epsilon), **{k: v for k, v in given.items() if v is not None}}
     epochs, batch_size, lr, max_grad_norm, optimizer = (recipe[k] for k in given)
-    _check_dpsgd(epsilon, delta, epochs, batch_size, lr, max_grad_norm, optimizer, momentum)
+    _check_dpsgd(delta, epochs, batch_size, lr, max_grad_norm, optimizer, momentum)
     dev = resolve_device(device)
     model = fresh_student(data.info, seed, dev)
     opt = (torch.optim.Adam(model.parameters(), lr=lr) if optimizer == 'adam' else

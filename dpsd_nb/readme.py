@@ -36,7 +36,7 @@ def notebook_markdown(path:str|Path) -> str:
             if out := _outputs(cell): parts.append(f"```\n{out}\n```")
     return '\n\n'.join(parts) + '\n'
 
-# %% ../nbs/98_readme.ipynb 10
+# %% ../nbs/98_readme.ipynb 12
 def readme(root:str|Path='.', check:bool=False) -> bool:
     "Write (or with `check`, compare) `root/README.md` from the index notebook; True if it was up to date."
     from configparser import ConfigParser
@@ -48,7 +48,7 @@ def readme(root:str|Path='.', check:bool=False) -> bool:
     if not check and current != text: target.write_text(text, encoding='utf-8')
     return current == text
 
-# %% ../nbs/98_readme.ipynb 11
+# %% ../nbs/98_readme.ipynb 13
 #| eval: false
 if __name__ == '__main__':
     fresh = readme('.', check='--check' in sys.argv)

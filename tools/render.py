@@ -19,7 +19,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SKIP = ('slow', 'notest')  # settings.ini's tst_flags
-NOT_TEACHING = {'98_readme'}  # how the README is made: nothing to show
 
 
 def _directives(source: str) -> dict:
@@ -86,7 +85,7 @@ def _shows_something(path: Path) -> bool:
 
 
 def teaching_notebooks():
-    return [p for p in sorted((ROOT/'nbs').glob('*.ipynb')) if p.stem not in NOT_TEACHING]
+    return sorted((ROOT/'nbs').glob('*.ipynb'))
 
 
 def main():
