@@ -40,6 +40,8 @@ def main():
     p.add_argument('--clip', type=float, default=0.1)
     p.add_argument('--threads', type=int, default=1)
     p.add_argument('--physical', type=int, default=512, help='records per forward/backward pass (Opacus BatchMemoryManager): memory only, same privacy')
+    p.add_argument('--ema', type=float, nargs='*', default=[], help='decays of weight averages (EMA) to measure beside the last weights: post-processing, no privacy cost')
+    p.add_argument('--schedule', default='constant', choices=['constant', 'cosine'], help='learning rate over the steps')
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, torch {torch.__version__} on {torch.get_num_threads()} threads, "
@@ -52,6 +54,9 @@ def main():
     z = calibrate_dpsgd(args.epsilon, args.delta, q, steps)
     model, opt, loader = PrivacyEngine(accountant='rdp').make_private(module=model, optimizer=opt, data_loader=loader, noise_multiplier=z,
                                                                     max_grad_norm=args.clip, noise_generator=noise_generator('cpu'))
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+    emas = {d: AveragedModel(model._module, multi_avg_fn=get_ema_multi_avg_fn(d), use_buffers=True) for d in args.ema}
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps) if args.schedule == 'cosine' else None
     print(f"{NEIGHBOUR_RELATION}: q {q:.5f} (expected batch {q * len(data.train):.0f}), {steps} steps, noise multiplier {z:.3f}")
     t0, done = time.time(), 0
     for e in range(args.epochs):
@@ -59,11 +64,16 @@ def main():
         with BatchMemoryManager(data_loader=loader, max_physical_batch_size=args.physical, optimizer=opt) as batches:
             for x, y in batches:  # a logical Poisson batch in physical pieces: one noisy step per logical batch
                 loss = F.cross_entropy(model(x), y); opt.zero_grad(); loss.backward(); opt.step()
+                if not opt._is_last_step_skipped:  # the last piece of a logical batch: one noisy step taken
+                    for a in emas.values(): a.update_parameters(model._module)
+                    if sched: sched.step()
         done += len(loader)  # one noisy step per logical batch
         m = model._module.eval()
-        print(f"epoch {e + 1:3d}  valid {accuracy(m, valid):.4f}  epsilon {epsilon_dpsgd(q, z, done, args.delta):.3f}  "
+        avg = ''.join(f"  ema {d:g} {accuracy(a.module.eval(), valid):.4f}" for d, a in emas.items())
+        print(f"epoch {e + 1:3d}  valid {accuracy(m, valid):.4f}{avg}  epsilon {epsilon_dpsgd(q, z, done, args.delta):.3f}  "
               f"{time.time() - t0:.0f} s", flush=True)  # the held-out half is looked at once, at the end
-    print(f"held-out accuracy after {args.epochs} epochs (fixed in advance): {accuracy(model._module.eval(), held):.4f}")
+    print(f"held-out accuracy after {args.epochs} epochs (fixed in advance): {accuracy(model._module.eval(), held):.4f}"
+          + ''.join(f", ema {d:g} {accuracy(a.module.eval(), held):.4f}" for d, a in emas.items()))
 
 
 if __name__ == '__main__':

@@ -25,6 +25,7 @@ import json
 import math
 import os
 import platform
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -36,7 +37,7 @@ from dpsd_nb.models import resolve_device
 from dpsd_nb.teachers import TeacherConfig, get_teachers
 from dpsd_nb.distill import DistillConfig, PrivacyConfig, accuracy
 from dpsd_nb.improve import fit_together, pair_configs
-from dpsd_nb.evaluate import predicted_labels, train_dpsgd, sample_grid, grid_picture, save_image_atomic
+from dpsd_nb.evaluate import predicted_labels, train_dpsgd, dpsgd_recipe, sample_grid, grid_picture, save_image_atomic
 from dpsd_nb.accountant import NEIGHBOUR_RELATION, privacy_unit
 from dpsd_nb.mechanisms import noise_note
 from dpsd_nb.pate import calibrate_confident, pate_student
@@ -60,12 +61,33 @@ SETUPS = {  # per data set: teachers, DPSD query budgets per epsilon, DP-SGD epo
 SETUPS['digits']['pate'] = dict(threshold=16, queries={1.: 100, 10.: 100})
 SETUPS['mnist']['pate'] = dict(threshold=200, queries={1.: 200, 10.: 3000})
 ROWS = ('dpsd', 'dpsgd', 'pate')
+ROW_OF = lambda method: next((k for k, m in (('dpsd', 'DPSD'), ('dpsgd', 'DP-SGD'), ('pate', 'PATE')) if method.startswith(m)), 'teachers')
 PATE_NOTE = ("PATE rows: the public pool is the validation half of the test split, its labels unused to train, so valid_accuracy "
              "is None; label_accuracy: the answered noisy labels against the pool's true labels (for the report only). epsilon: the "
              "guarantee of what the row publishes, the answers and the release together (DP); epsilon_answers: the answers' "
              "data-independent epsilon alone (calibrated to the target); not_private.epsilon_data_dependent: NOT private; "
              "epsilon_released: the data-dependent epsilon released with smooth-sensitivity noise (DP, a release of a per-data-set "
              "bound, not a guarantee, and a noisy one: it can fall below the exact data-dependent epsilon). Settings fixed by rule before any run (SETUPS, calibrate_confident), none chosen by accuracy")
+
+
+def aggregate(runs:list) -> list:
+    "One row per method, mode and target epsilon: the mean over its seeds, with the sample sd and each seed's figures (one seed: as run)."
+    groups = {}
+    for r in runs: groups.setdefault((r['method'], r['mode'], r['target']), []).append(r)
+    rows = []
+    for g in groups.values():
+        row = {k: v for k, v in g[0].items() if k not in ('seed', 'target')}
+        if len(g) > 1:
+            for k in ('accuracy', 'valid_accuracy', 'label_accuracy', 'seconds'):
+                vals = [r[k] for r in g if r.get(k) is not None]
+                if vals: row[k] = statistics.mean(vals)
+                if k != 'seconds' and len(vals) > 1: row[f'{k}_sd'] = statistics.stdev(vals)
+            row['epsilon'] = max(r['epsilon'] for r in g)  # the largest achieved (each seed's release alone)
+            row['per_seed'] = [{k: r.get(k) for k in ('seed', 'accuracy', 'valid_accuracy', 'epsilon', 'answered', 'epsilon_released')
+                                if k in r} for r in g]
+        row['seeds'] = [r['seed'] for r in g]
+        rows.append(row)
+    return rows
 
 
 def main():
@@ -75,8 +97,10 @@ def main():
     p.add_argument('--steps', type=int, default=None,
                    help='DPSD loop iterations per row (default 300; MNIST: 600 on a GPU; on a CPU 300 with noise, 100 without)')
     p.add_argument('--device', default=None)
-    p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--rows', nargs='+', default=list(ROWS), choices=ROWS, help='the private rows to run (the teachers row always)')
+    p.add_argument('--seeds', type=int, nargs='+', default=[0], help='seeds of the private rows (initial weights; the noise is secret in any case): '
+                   'with several, each row holds the mean and the spread')
+    p.add_argument('--rows', nargs='+', default=list(ROWS), choices=ROWS,
+                   help='the private rows to run (the teachers row always); with some only, the other rows of an existing table are kept')
     p.add_argument('--out', default=str(Path(__file__).resolve().parent/'results'),
                    help='folder for utility-<dataset>.json and the per-row sample grids')
     args = p.parse_args()
@@ -95,7 +119,7 @@ def main():
     machine = (f"{platform.platform()}, {os.cpu_count()} CPUs, torch {torch.__version__} on {torch.get_num_threads()} threads, device {device}, "
                f"load average {os.getloadavg()[0]:.1f} at start")
     command = f"python {' '.join(sys.argv)}"
-    print(f"machine: {machine}\ncommand: {command}   (delta {delta}, seed {args.seed}, DPSD steps {steps})")
+    print(f"machine: {machine}\ncommand: {command}   (delta {delta}, seeds {args.seeds}, DPSD steps {steps})")
     print(f"{note}\n" if note else "")
     data = load_dataset(args.dataset, root=args.root)
     ensembles = {}
@@ -107,50 +131,56 @@ def main():
     plurality = lambda t, ds: (predicted_labels(t, ds.tensors[0]) == ds.tensors[1]).float().mean().item()
     rows = [dict(method='teachers (no privacy)', mode='', teachers=M, accuracy=plurality(t, held_out), valid_accuracy=plurality(t, valid),
                  epsilon=math.inf, queries=0, seconds=0., samples=None) for M, (t, _) in ensembles.items()]
-    for mode in ('label', 'data') if 'dpsd' in args.rows else ():
-        for eps, q in setup['queries'].items():
+    runs = []  # one per private row and seed
+    for seed in args.seeds:
+        for mode in ('label', 'data') if 'dpsd' in args.rows else ():
+            for eps, q in setup['queries'].items():
+                t0 = time.time()
+                M = setup['inf_teachers' if math.isinf(eps) and 'inf_teachers' in setup else 'teachers'].teachers
+                # without noise: stronger pixel noise on the queries; on MNIST also no final replay over the whole
+                # buffer, then dominated by the early generator's queries (it lowered 0.953 to 0.94 after 400 steps),
+                # and the released student is the average of its weights (0.953 against 0.946 after 600 steps)
+                # with noise on MNIST: queries every 6th step (a better-trained generator asks the later ones), the released
+                # student refitted from scratch on every answer, in label mode to the softened noisy votes, denoised by students
+                # fitted on the other folds of the answers (see 05_distill)
+                knobs = setup.get('inf_cfg' if math.isinf(eps) else 'private_cfg', {})
+                if mode == 'label' and not math.isinf(eps): knobs = {**knobs, **setup.get('label_cfg', {})}  # soft vote targets
+                cfg = DistillConfig(steps=steps['inf' if math.isinf(eps) else 'private'], seed=seed, **knobs)
+                P = 1 if math.isinf(eps) else setup.get('pairs', 1)  # each pair asks query_batch / P; pair i has seed + 1000 i
+                d = fit_together(data.info, ensembles[M][0], PrivacyConfig(mode, epsilon=eps, delta=delta, queries=q), pair_configs(cfg, P), device=device)
+                png = f"samples-{args.dataset}-{mode}-eps{eps:g}.png"
+                if seed == args.seeds[0]:  # the first seed's samples
+                    save_image_atomic(grid_picture(sample_grid(d.generator, data.info, student=d.student, seed=seed), data.info,
+                                                   f"{args.dataset}, {mode} mode, epsilon {d.epsilon:.2f}"), out/png)
+                runs.append(dict(seed=seed, target=eps, method='DPSD' if P == 1 else f'DPSD, {P} pairs', mode=mode, teachers=M, **scores(d.student),
+                                 epsilon=d.epsilon, queries=d.queries, steps=d.step, pairs=P, seconds=time.time() - t0, samples=png))
+                print(runs[-1], flush=True)
+        for eps in (1., 10.) if 'dpsgd' in args.rows else ():
             t0 = time.time()
-            M = setup['inf_teachers' if math.isinf(eps) and 'inf_teachers' in setup else 'teachers'].teachers
-            # without noise: stronger pixel noise on the queries; on MNIST also no final replay over the whole
-            # buffer, then dominated by the early generator's queries (it lowered 0.953 to 0.94 after 400 steps),
-            # and the released student is the average of its weights (0.953 against 0.946 after 600 steps)
-            # with noise on MNIST: queries every 6th step (a better-trained generator asks the later ones), the released
-            # student refitted from scratch on every answer, in label mode to the softened noisy votes, denoised by students
-            # fitted on the other folds of the answers (see 05_distill)
-            knobs = setup.get('inf_cfg' if math.isinf(eps) else 'private_cfg', {})
-            if mode == 'label' and not math.isinf(eps): knobs = {**knobs, **setup.get('label_cfg', {})}  # soft vote targets
-            cfg = DistillConfig(steps=steps['inf' if math.isinf(eps) else 'private'], seed=args.seed, **knobs)
-            P = 1 if math.isinf(eps) else setup.get('pairs', 1)  # each pair asks query_batch / P; pair i has seed + 1000 i
-            d = fit_together(data.info, ensembles[M][0], PrivacyConfig(mode, epsilon=eps, delta=delta, queries=q), pair_configs(cfg, P), device=device)
-            png = f"samples-{args.dataset}-{mode}-eps{eps:g}.png"
-            save_image_atomic(grid_picture(sample_grid(d.generator, data.info, student=d.student, seed=args.seed), data.info,
-                                           f"{args.dataset}, {mode} mode, epsilon {d.epsilon:.2f}"), out/png)
-            rows.append(dict(method='DPSD' if P == 1 else f'DPSD, {P} pairs', mode=mode, teachers=M, **scores(d.student),
-                             epsilon=d.epsilon, queries=d.queries, steps=d.step, pairs=P, seconds=time.time() - t0, samples=png))
-            print(rows[-1], flush=True)
-    for eps in (1., 10.) if 'dpsgd' in args.rows else ():
-        t0 = time.time()
-        student, achieved = train_dpsgd(data, eps, delta, seed=args.seed, device=device)  # dpsgd_recipe: chosen on the validation half
-        rows.append(dict(method='DP-SGD (Opacus)', mode='', teachers=0, **scores(student), epsilon=achieved,
-                         queries=0, seconds=time.time() - t0, samples=None))
-    pate = setup['pate']
-    for eps, q in pate['queries'].items() if 'pate' in args.rows else ():
-        t0 = time.time()
-        M, (sigma1, sigma2) = setup['teachers'].teachers, calibrate_confident(eps, delta, q)
-        x, y = (t[:q] for t in valid.tensors)  # the public pool: its labels are not used to train
-        r = pate_student(ensembles[M][0], data.info, x, pate['threshold'], sigma1, sigma2, delta, seed=args.seed, device=device)
-        a = r.answers.answered
-        rows.append(dict(method='PATE (public data, Confident-GNMax)', mode='', teachers=M, accuracy=accuracy(r.student, held_out),
-                         valid_accuracy=None, label_accuracy=(r.answers.labels[a] == y[a]).float().mean().item(),
-                         epsilon=r.guarantee, epsilon_answers=r.epsilon, epsilon_released=r.released.epsilon,
-                         not_private=dict(epsilon_data_dependent=r.not_private.epsilon, note=r.not_private.privacy),
-                         queries=r.queries, answered=r.answered, threshold=pate['threshold'], sigma1=sigma1, sigma2=sigma2,
-                         release_order=r.released.order, student_epochs=r.epochs, seconds=time.time() - t0, samples=None))
-        print(rows[-1], flush=True)
+            student, achieved = train_dpsgd(data, eps, delta, seed=seed, device=device)  # dpsgd_recipe: chosen on the validation half
+            runs.append(dict(seed=seed, target=eps, method='DP-SGD (Opacus)', mode='', teachers=0, **scores(student), epsilon=achieved,
+                             queries=0, settings=dpsgd_recipe(data.info.name, eps), seconds=time.time() - t0, samples=None))
+            print(runs[-1], flush=True)
+        pate = setup['pate']
+        for eps, q in pate['queries'].items() if 'pate' in args.rows else ():
+            t0 = time.time()
+            M, (sigma1, sigma2) = setup['teachers'].teachers, calibrate_confident(eps, delta, q)
+            x, y = (t[:q] for t in valid.tensors)  # the public pool: its labels are not used to train
+            r = pate_student(ensembles[M][0], data.info, x, pate['threshold'], sigma1, sigma2, delta, seed=seed, device=device)
+            a = r.answers.answered
+            runs.append(dict(seed=seed, target=eps, method='PATE (public data, Confident-GNMax)', mode='', teachers=M, accuracy=accuracy(r.student, held_out),
+                             valid_accuracy=None, label_accuracy=(r.answers.labels[a] == y[a]).float().mean().item(),
+                             epsilon=r.guarantee, epsilon_answers=r.epsilon, epsilon_released=r.released.epsilon,
+                             not_private=dict(epsilon_data_dependent=r.not_private.epsilon, note=r.not_private.privacy),
+                             queries=r.queries, answered=r.answered, threshold=pate['threshold'], sigma1=sigma1, sigma2=sigma2,
+                             release_order=r.released.order, student_epochs=r.epochs, seconds=time.time() - t0, samples=None))
+            print(runs[-1], flush=True)
+    rows += aggregate(runs)
     print(f"\n{'method':22} {'mode':6} {'teachers':>8} {'held-out':>8} {'valid':>8} {'epsilon':>8} {'queries':>8} {'seconds':>8}")
     for r in rows:
         valid_acc = '-' if r['valid_accuracy'] is None else f"{r['valid_accuracy']:.4f}"
-        print(f"{r['method'][:22]:22} {r['mode']:6} {r['teachers'] or '-':>8} {r['accuracy']:8.4f} {valid_acc:>8} {r['epsilon']:8.3f} {r['queries']:8d} {r['seconds']:8.1f}")
+        sd = f" ± {r['accuracy_sd']:.3f} ({len(r['seeds'])} seeds)" if 'accuracy_sd' in r else ''
+        print(f"{r['method'][:22]:22} {r['mode']:6} {r['teachers'] or '-':>8} {r['accuracy']:8.4f} {valid_acc:>8} {r['epsilon']:8.3f} {r['queries']:8d} {r['seconds']:8.1f}{sd}")
     pate_rows = [r for r in rows if r['method'].startswith('PATE')]
     if pate_rows:
         print(f"\nPATE, public pool = the validation half: {'answered':>8} {'labels ok':>9} {'epsilon':>8} {'data-dep':>8} {'released':>8} {'with rel.':>9}")
@@ -166,12 +196,21 @@ def main():
                  "the settings were chosen in earlier sessions by accuracy on the whole test split (some on this seed), so "
                  "both halves have been looked at and the numbers are optimistic; tuning on private data is not accounted for "
                  "(Papernot & Steinke 2022)")
-    report = dict(dataset=args.dataset, machine=machine, command=command, note=note, delta=delta, seed=args.seed,
+    stamp = dict(machine=machine, command=command, date=time.strftime('%Y-%m-%d'))
+    rows = [{**stamp, **r} for r in rows]
+    previous = out/f'utility-{args.dataset}.json'
+    if set(args.rows) != set(ROWS) and previous.exists():  # a partial rerun: keep the rows not rerun, each with its own machine and command
+        old = json.loads(previous.read_text())
+        kept = [{'machine': old['machine'], 'command': old['command'], **r} for r in old['rows']
+                if ROW_OF(r['method']) not in args.rows and ROW_OF(r['method']) != 'teachers']
+        rows = rows[:len(ensembles)] + kept + rows[len(ensembles):]
+        print(f"kept {len(kept)} rows of {previous} (not rerun: {sorted(set(ROWS) - set(args.rows))})")
+    report = dict(dataset=args.dataset, machine=machine, command=command, note=note, delta=delta, seed=args.seeds[0], seeds=args.seeds,
                   teachers=setup['teachers'].teachers, neighbour_relation=NEIGHBOUR_RELATION, privacy_unit=unit,
                   noise=noise_note(None), selection=selection, steps=steps, rows_run=args.rows,
                   pate=PATE_NOTE if 'pate' in args.rows else None,
                   composition="each row's epsilon is for that row's release alone; releasing several rows trained on the same private data composes them",
-                  rows=[{**r, 'epsilon': 'inf' if math.isinf(r['epsilon']) else r['epsilon']} for r in rows])
+                  rows=[{**r, 'epsilon': 'inf' if r['epsilon'] in ('inf', math.inf) else r['epsilon']} for r in rows])
     tmp = out/f'.utility-{args.dataset}.json.tmp'
     tmp.write_text(json.dumps(report, indent=1)); os.replace(tmp, out/f'utility-{args.dataset}.json')
 
