@@ -16,7 +16,11 @@
 - an end-to-end audit: two teacher ensembles that differ in one teacher (the one whose part holds the changed record, so
   it may change its vote on every image), their votes on 8 public images (`public_votes`), the whole release of
   Confident-GNMax's (answered, label) on all of them: a lower bound on epsilon below the claimed data-independent epsilon,
-  above the claim of one answer (the answers compose) and above the claim when the check runs without its noise.
+  above the claim of one answer (the answers compose) and above the claim when the check runs without its noise;
+- the same release exactly: its two output distributions in closed form (fitted to a million releases of
+  `confident_gnmax`), its exact epsilon on the audit's pair (3.61) and on the worst pair of that family, below the
+  exact epsilon of the Gaussian noises composed and the claim; with half the noise (both sigmas, or either one) the
+  exact epsilon exceeds the claim, which the draws' lower bound, at most 3.61 on its pair, could not show.
 """
 import dataclasses
 import itertools
@@ -26,7 +30,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from scipy import integrate, special, stats
+from scipy import integrate, optimize, special, stats
 
 from dpsd_nb.accountant import DEFAULT_ORDERS, eps_from_rdp, rdp_gaussian
 from dpsd_nb.mechanisms import noise_generator
@@ -479,6 +483,123 @@ def test_release_audit_catches_a_noiseless_check():
     "The check run without its noise, while the claim counts sigma1: D (max 6 = T) is always answered, D' (max 5) never."
     eps, claim = audit_release(E2E['T'], 1e-9, E2E['sigma2'], seed=AUDIT_SEED + 1000), claimed_release()
     assert eps > claim, (eps, claim)
+
+
+# ---------- the end-to-end release, exactly: its epsilon from the two output distributions ----------
+# The audit above bounds epsilon from below with draws; its power cannot exceed the true epsilon of its pair (D, D'),
+# 3.61, so a broken claim between that and the claim, 5.98, would pass it. Here the release's two distributions are
+# computed exactly: one image's outcome (abstain, label 0, label 1) has closed-form probabilities (the check's noise and
+# GNMax's are independent), the 8 images are independent, and the privacy loss depends only on the counts of each outcome.
+
+def log_outcome_probs(votes, T, sigma1, sigma2):
+    "Log Pr of one image's outcome (abstain, label 0, label 1) under Confident-GNMax on two-class votes."
+    n0, n1 = (float(n) for n in votes)
+    answered, gap = (max(n0, n1) - T) / sigma1, (n0 - n1) / (math.sqrt(2) * sigma2)  # label 0 iff n0 - n1 > N(0, 2 sigma2^2)
+    return np.array([special.log_ndtr(-answered), special.log_ndtr(answered) + special.log_ndtr(gap), special.log_ndtr(answered) + special.log_ndtr(-gap)])
+
+def release_cells(K=E2E_IMAGES):
+    "Every (abstentions, answers 0, answers 1) of K images, with its code in `release_outcomes` and its log multinomial coefficient."
+    counts = np.array([(a, z, K - a - z) for a in range(K + 1) for z in range(K + 1 - a)])
+    return counts, counts[:, 0] * (K + 1) + counts[:, 1], special.gammaln(K + 1) - special.gammaln(counts + 1).sum(1)
+
+def log_release_probs(votes, T, sigma1, sigma2, K=E2E_IMAGES):
+    "Log Pr of each cell of `release_cells` when every one of the K images has these votes."
+    counts, _, log_coef = release_cells(K)
+    return log_coef + counts @ log_outcome_probs(votes, T, sigma1, sigma2)
+
+def hockey_stick(log_p, log_q, eps):
+    "delta(eps) = sum over outcomes of max(0, P - e^eps Q): exact, since the counts are a sufficient statistic of the privacy loss."
+    return float(np.sum(np.exp(log_p) * -np.expm1(-np.maximum(log_p - log_q - eps, 0.))))
+
+def exact_epsilon(log_p, log_q, delta=DELTA):
+    "The smallest epsilon >= 0 at which P and Q are (epsilon, delta)-indistinguishable, both ways (delta(eps) falls in eps)."
+    def one(lp, lq):
+        f = lambda e: hockey_stick(lp, lq, e) - delta
+        return 0. if f(0.) <= 0 else optimize.brentq(f, 0., float(np.max(lp - lq)), xtol=1e-12)
+    return max(one(log_p, log_q), one(log_q, log_p))
+
+def exact_release(D, D2, T, sigma1, sigma2):
+    "Exact epsilon at DELTA of Confident-GNMax's whole release on E2E_IMAGES images with votes D on one data set and D2 on its neighbour."
+    return exact_epsilon(log_release_probs(D, T, sigma1, sigma2), log_release_probs(D2, T, sigma1, sigma2))
+
+def worst_exact(sigma1, sigma2, M=E2E_TEACHERS, thresholds=np.arange(-2, 12.01, .25)):
+    "The largest exact epsilon over pairs of the audit's family: D votes (t, M - t) on every image, D' moves one teacher (t - 1, M - t + 1)."
+    return max(exact_release([t, M - t], [t - 1, M - t + 1], T, sigma1, sigma2) for t in range(M // 2, M + 1) for T in thresholds)
+
+def gdp_epsilon(mu, delta=DELTA):
+    "Exact epsilon of mu-GDP (Dong, Roth & Su 2019): the composed Gaussian noises of which the release is a post-processing."
+    return optimize.brentq(lambda e: stats.norm.cdf(-e / mu + mu / 2) - math.exp(e) * stats.norm.cdf(-e / mu - mu / 2) - delta, 0., 100.)
+
+def assert_claim_covers(claim, exact):
+    assert claim >= exact, f"the exact epsilon {exact:.4f} exceeds the claim {claim:.4f}: the claim is broken"
+
+def chi2_pvalue(observed, log_probs, pool=5.):
+    "Pearson's goodness of fit of counts to the exact cell probabilities, cells expected below `pool` times merged into one."
+    expected = observed.sum() * np.exp(log_probs)
+    small = expected < pool
+    o, e = np.r_[observed[~small], observed[small].sum()], np.r_[expected[~small], expected[small].sum()]
+    return float(stats.chi2.sf(((o - e)**2 / e).sum(), len(o) - 1))
+
+def test_the_exact_cells_are_every_outcome():
+    for votes in ([6, 4], [5, 5], [10, 0]):
+        assert np.exp(log_outcome_probs(votes, E2E['T'], E2E['sigma1'], E2E['sigma2'])).sum() == pytest.approx(1, abs=1e-12)
+        assert np.exp(log_release_probs(votes, **E2E)).sum() == pytest.approx(1, abs=1e-12)
+    _, code, _ = release_cells()
+    assert sorted(code) == sorted(set(code)) and code.max() < (E2E_IMAGES + 1)**2
+
+@pytest.mark.parametrize('which', [0, 1])
+def test_the_exact_distribution_is_what_confident_gnmax_releases(which):
+    "A million releases of `confident_gnmax` on D and on D' fit the exact cell probabilities."
+    votes = neighbouring_votes()[which]
+    _, code, _ = release_cells()
+    observed = sum(release_outcomes(votes, **E2E, seed=AUDIT_SEED + 1100 + which))[code]
+    assert chi2_pvalue(observed, log_release_probs(votes[0].tolist(), **E2E)) > ALPHA
+
+def test_the_exact_distribution_rejects_an_implementation_with_half_the_noise():
+    "The same fit fails for releases drawn with both sigmas halved: the exact model is tied to the implementation."
+    D, _ = neighbouring_votes()
+    _, code, _ = release_cells()
+    observed = sum(release_outcomes(D, E2E['T'], E2E['sigma1'] / 2, E2E['sigma2'] / 2, seed=AUDIT_SEED + 1200))[code]
+    assert chi2_pvalue(observed, log_release_probs(D[0].tolist(), **E2E)) < 1e-12
+
+@pytest.fixture(scope='module')
+def exact_audited(): return exact_release([6, 4], [5, 5], **E2E)
+
+def test_the_claim_covers_the_exact_epsilon_of_the_audited_pair(exact_audited, release_audit):
+    "3.61 on the audit's own pair: below the claim, and above the draws' lower bound, which can only approach it."
+    assert_claim_covers(claimed_release(), exact_audited)
+    assert release_audit <= exact_audited < .7 * claimed_release(), (release_audit, exact_audited, claimed_release())
+
+def test_the_counts_hold_the_whole_privacy_loss():
+    "Over 3 images the hockey stick summed over the counts equals the sum over all 27 outcome vectors, at every epsilon."
+    lp, lq = log_outcome_probs([6, 4], **E2E), log_outcome_probs([5, 5], **E2E)
+    every = [list(o) for o in itertools.product(range(3), repeat=3)]
+    full_p, full_q = (np.array([p[o].sum() for o in every]) for p in (lp, lq))
+    for eps in (0., .3, 1., 2.):
+        assert hockey_stick(log_release_probs([6, 4], **E2E, K=3), log_release_probs([5, 5], **E2E, K=3), eps) == pytest.approx(
+            hockey_stick(full_p, full_q, eps), rel=1e-10)
+    assert hockey_stick(lp, lq, 0.) == pytest.approx(.5 * np.abs(np.exp(lp) - np.exp(lq)).sum(), rel=1e-12)  # total variation
+
+def test_the_exact_epsilon_lies_between_the_family_and_the_gaussians():
+    """The worst pair of the family is exact (a lower bound on the mechanism's epsilon); the 16 Gaussian noises composed
+    (checks: sensitivity 1, answers: sqrt 2) are an upper bound; the claim converts their RDP, so it must lie above both."""
+    worst = worst_exact(E2E['sigma1'], E2E['sigma2'])
+    gaussians = gdp_epsilon(math.sqrt(E2E_IMAGES * (1 / E2E['sigma1']**2 + 2 / E2E['sigma2']**2)))
+    assert worst <= gaussians <= claimed_release(), (worst, gaussians, claimed_release())
+
+BROKEN = {'as claimed': (1, 1), 'both noises halved': (.5, .5), 'sigma1 halved': (.5, 1), 'sigma2 halved': (1, .5)}
+
+@pytest.mark.parametrize('variant', BROKEN)
+def test_the_exact_epsilon_catches_half_the_noise(variant):
+    """Each variant releases with its own noise but is claimed at E2E's sigmas. The claim covers the exact epsilon as
+    claimed, and the same check fails for every broken variant (exact, so no statistical slack): both noises halved
+    already on the audit's own pair, one of them on the family's worst pair."""
+    f1, f2 = BROKEN[variant]
+    exact = worst_exact(f1 * E2E['sigma1'], f2 * E2E['sigma2'])
+    if variant == 'as claimed': return assert_claim_covers(claimed_release(), exact)
+    with pytest.raises(AssertionError, match='exceeds the claim'): assert_claim_covers(claimed_release(), exact)
+    if variant == 'both noises halved':
+        assert exact_release([6, 4], [5, 5], E2E['T'], E2E['sigma1'] / 2, E2E['sigma2'] / 2) > claimed_release()
 
 
 def test_pate_student_trains_on_the_answered_images_and_their_noisy_labels_only(monkeypatch):
