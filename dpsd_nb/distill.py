@@ -21,28 +21,33 @@ from .data import DataInfo
 from .models import Generator, student_cnn, resolve_device, seeded, as_teachers, TeacherModules, device_of, evaluating
 from .models import _tensors, _tensor_key, _informative
 from .teachers import teacher_logits, save_atomic
-from .mechanisms import Answer, GaussianLabels, GaussianData, RandomizedResponse, check_noise_seed, noise_generator, rr_keep_prob
-from .accountant import Accountant, calibrate, check_delta
+from .mechanisms import (Answer, ConfidentLabels, GaussianLabels, GaussianData, RandomizedResponse, check_noise_seed, explain,
+                         noise_generator, rr_keep_prob)
+from .accountant import NEIGHBOUR_RELATION, Accountant, calibrate, check_delta
 from .improve import balanced_pick, ema_warmup, soft_vote_targets, denoise_targets
 
 # %% auto 0
-__all__ = ['MODES', 'PrivacyConfig', 'TeacherOracle', 'accuracy', 'DistillConfig', 'check_together', 'spread_every', 'Callback',
-           'check_student', 'check_generator', 'soft_cross_entropy', 'mode_seeking', 'Distiller', 'own_vote_chance',
-           'single_teacher_note', 'ProgressCallback', 'History', 'Checkpoint']
+__all__ = ['MODES', 'PATE_THRESHOLD', 'PrivacyConfig', 'TeacherOracle', 'accuracy', 'DistillConfig', 'check_together',
+           'spread_every', 'Callback', 'check_student', 'check_generator', 'soft_cross_entropy', 'mode_seeking',
+           'Distiller', 'own_vote_chance', 'single_teacher_note', 'ProgressCallback', 'History', 'Checkpoint',
+           'ConfidentReport']
 
 # %% ../nbs/05b_distiller.ipynb 8
-MODES = {('label', 'gaussian'): GaussianLabels, ('label', 'rr'): RandomizedResponse, ('data', 'gaussian'): GaussianData}
+MODES = {('label', 'gaussian'): GaussianLabels, ('label', 'rr'): RandomizedResponse, ('label', 'confident'): ConfidentLabels,
+         ('data', 'gaussian'): GaussianData}
+PATE_THRESHOLD = 0.8  # confident mode's default threshold, a share of the M teachers: T = 200 of 250 in PATE's MNIST setting
 
 @dataclass(frozen=True)
 class PrivacyConfig:
     "The DP mechanism, its candidates and the budget it is calibrated for."
     mode:str='label' # 'label': noisy teacher votes; 'data': noisy soft-label differences
-    mechanism:str='gaussian' # 'gaussian' or 'rr' (randomized response, label mode only)
+    mechanism:str='gaussian' # 'gaussian'; label mode only: 'rr' (randomized response) or 'confident' (Confident-GNMax)
     k:int|None=None # candidate classes per query from the student's top-k (None: all classes)
     epsilon:float=10. # target epsilon after all queries; math.inf: non-private (no noise)
     delta:float=1e-5 # target delta
     queries:int=100 # queries the noise is calibrated for; the loop never answers more
     noise_seed:int|None=None # None: secret noise; an int: reproducible noise (teaching, tests), NOT private against whoever knows it
+    threshold:float|None=None # 'confident' only: answer a query iff its noisy top vote reaches this share of the M teachers (None: 0.8)
 
     def __post_init__(self):
         if (self.mode, self.mechanism) not in MODES:
@@ -56,17 +61,34 @@ class PrivacyConfig:
         if self.k is not None and not (isinstance(self.k, int) and self.k >= 1):
             raise ValueError(f"k={self.k!r}: the number of candidate classes must be an integer >= 1")
         check_noise_seed(self.noise_seed)
-        if self.mechanism == 'rr' and math.isinf(self.epsilon):
-            raise ValueError("epsilon=inf with randomized response: use mechanism='gaussian' for the non-private reference")
+        if self.mechanism in ('rr', 'confident') and math.isinf(self.epsilon):
+            raise ValueError(f"epsilon=inf with mechanism={self.mechanism!r}: use mechanism='gaussian' for the non-private reference")
+        if self.threshold is not None and self.mechanism != 'confident':
+            raise ValueError(f"threshold={self.threshold!r} with mechanism={self.mechanism!r}: only mechanism='confident' has a threshold")
+        if self.threshold is not None and (isinstance(self.threshold, bool) or not (isinstance(self.threshold, (int, float)) and 0 < self.threshold <= 1)):
+            raise ValueError(f"threshold={self.threshold!r}: a share of the M teachers' votes in (0, 1], e.g. 0.8 (PATE's setting)")
+        if self.mechanism == 'confident' and self.k == 1:
+            raise ValueError("k=1 with mechanism='confident': Confident-GNMax chooses among at least 2 candidates")
 
-    def build(self, classes:int):
-        "The mechanism, calibrated so that `queries` answers spend exactly `epsilon` at `delta`."
+    def build(self, classes:int, # the data set's number of classes
+              teachers:int|None=None, # M: the 'confident' threshold is a share of their votes
+             ):
+        "The mechanism, calibrated so that `queries` answers spend exactly `epsilon` at `delta` ('confident': `queries` asked)."
         k = classes if self.k is None else self.k
         if k > classes: raise ValueError(f"k={k}: the data set has {classes} classes; choose 1 <= k <= {classes}")
         cls = MODES[(self.mode, self.mechanism)]
+        if cls is ConfidentLabels: return self._confident(k, teachers)
         if math.isinf(self.epsilon): return cls(sigma=0., k=k)
         placeholder = cls(eps0=1., k=k) if cls is RandomizedResponse else cls(sigma=1., k=k)
         return calibrate(placeholder, self.epsilon, self.delta, self.queries)
+
+    def _confident(self, k, teachers):
+        "Confident-GNMax: sigma1 / sigma2 = 150 / 40 as in PATE, both calibrated so that every query asked, all answered, meets the target."
+        from dpsd_nb.pate import calibrate_confident  # here: pate imports evaluate, which imports this module
+        if isinstance(teachers, bool) or not (isinstance(teachers, int) and teachers >= 1):
+            raise ValueError(f"teachers={teachers!r}: mechanism='confident' sets its threshold from the number of teachers M; build(classes, teachers=M)")
+        sigma1, sigma2 = calibrate_confident(self.epsilon, self.delta, self.queries)
+        return ConfidentLabels(sigma1, (PATE_THRESHOLD if self.threshold is None else self.threshold) * teachers, sigma2, k)
 
 # %% ../nbs/05b_distiller.ipynb 12
 def _probe(name:str, model:nn.Module, takes:str, *args) -> torch.Tensor:
@@ -84,6 +106,7 @@ class TeacherOracle:
         self._teachers = as_teachers(teachers).eval().requires_grad_(False)
         if device is not None: self._teachers.to(device)
         self.members = self._teachers.members
+        self._asked = []  # confident mode: (candidate votes, answered) of each batch, for the data-dependent epsilon; NOT private, never saved
         if info is not None: self.check(info)
 
     def check(self, info:DataInfo):
@@ -121,8 +144,9 @@ class TeacherOracle:
               ) -> Answer:
         "The mechanism's DP answer to the queries `x`."
         with torch.no_grad():
-            logits = teacher_logits(self._teachers, x.detach())
-            return mechanism.answer(logits, student_probs.detach(), generator)
+            ex = explain(mechanism, teacher_logits(self._teachers, x.detach()), student_probs.detach(), generator)
+        if isinstance(mechanism, ConfidentLabels): self._asked.append((ex.clean.cpu(), ex.answer.answered.cpu()))
+        return ex.answer
 
 # %% ../nbs/05b_distiller.ipynb 14
 @torch.no_grad()
@@ -260,8 +284,8 @@ class Distiller:
                 ):
         self.info, self.privacy, self.cfg = info, privacy, cfg
         self.device = resolve_device(device)
-        self.mechanism = privacy.build(info.num_classes)
         self.oracle = TeacherOracle(teachers, info, self.device)
+        self.mechanism = privacy.build(info.num_classes, self.oracle.members)
         self.accountant = Accountant(privacy.delta)
         with seeded(cfg.seed):  # seeded initial weights, the caller's random state untouched
             self.student = (student_cnn(info) if student is None else student).to(self.device)
@@ -287,7 +311,7 @@ class Distiller:
     @property
     def epsilon(self) -> float: return self.accountant.epsilon()
     @property
-    def queries(self) -> int: return self.accountant.queries
+    def queries(self) -> int: return self.accountant.queries // len(self.mechanism.events(1))  # asked: the accountant counts each event of a query (confident: 2)
     @property
     def released(self) -> int: return sum(len(x) for x in self.buffer['x'])
 
@@ -312,10 +336,12 @@ def _query(self:Distiller):
             keep = balanced_pick(probs.argmax(1), n, self.info.num_classes, self.rng)
             x, probs = x[keep], probs[keep]
     answer = self.oracle.answer(x, probs, self.mechanism, self.noise)
-    self.accountant.charge(answer.events)
-    for key, v in (('x', x), ('soft', answer.soft), ('labels', answer.labels), ('noisy', answer.noisy),
-                   ('candidates', answer.candidates)): self.buffer[key].append(v)
-    self.answer, self.last = answer, (x, answer.soft)
+    self.accountant.charge(answer.events)  # every query asked, answered or not
+    self.answer, a = answer, answer.answered
+    if a.any():  # unanswered queries (confident mode) have no label: they never reach the student
+        for key, v in (('x', x), ('soft', answer.soft), ('labels', answer.labels), ('noisy', answer.noisy),
+                       ('candidates', answer.candidates)): self.buffer[key].append(v[a])
+        self.last = (x[a], answer.soft[a])
     return answer
 
 @patch
@@ -426,6 +452,7 @@ def fit(self:Distiller):
 def own_vote_chance(mechanism) -> float|None:
     "With one teacher: the chance that a label-mode answer is that teacher's own vote (among the candidates); None in data mode."
     if isinstance(mechanism, RandomizedResponse): return rr_keep_prob(mechanism.eps0, mechanism.k)
+    if isinstance(mechanism, ConfidentLabels): return own_vote_chance(GaussianLabels(mechanism.sigma2, mechanism.k))  # of the answered ones
     if not isinstance(mechanism, GaussianLabels): return None
     if mechanism.sigma == 0 or mechanism.k == 1: return 1.
     u = torch.linspace(-12, 12, 24001, dtype=torch.float64)  # the teacher's noise in units of sigma, against the k - 1 others'
@@ -478,7 +505,7 @@ def state_dict(self:Distiller) -> dict:
 
 @patch
 def _load_pair(self:Distiller, state:dict):
-    if state['privacy'] != asdict(self.privacy) or state['cfg'] != asdict(self.cfg):
+    if {**asdict(PrivacyConfig()), **state['privacy']} != asdict(self.privacy) or state['cfg'] != asdict(self.cfg):  # fields added since: defaults
         raise ValueError("the checkpoint was made with other settings: build the Distiller with its PrivacyConfig and DistillConfig")
     self.step = state['step']
     for name in ('student', 'generator', 'opt_s', 'opt_g'): getattr(self, name).load_state_dict(state[name])
@@ -510,3 +537,44 @@ class Checkpoint(Callback):
     def after_step(self, d):
         if d.step % self.every == 0: save_atomic(d.state_dict(), self.path)
     def after_fit(self, d): save_atomic(d.state_dict(), self.path)
+
+# %% ../nbs/05b_distiller.ipynb 47
+@dataclass
+class ConfidentReport:
+    "Confident mode's epsilons side by side: the guarantee (every query asked, charged) and the data-dependent one (NOT private)."
+    queries:int # queries asked: each paid the threshold check and GNMax, answered or not
+    answered:int # of them answered (DP: the released mask)
+    delta:float
+    epsilon:float # data-independent, for any votes: the answers' guarantee, safe to publish
+    not_private:object # `pate.DataDependent`: the data-dependent epsilon at the votes seen, NOT private; None before any query or after a resume (votes are never saved)
+    released:object=None # `pate.ReleasedEpsilon`: that epsilon released with smooth-sensitivity noise (DP); None: not released
+    neighbour_relation:str=NEIGHBOUR_RELATION
+
+    @property
+    def guarantee(self) -> float:
+        "The epsilon to publish: the answers', or with the release the answers' and the release's together."
+        return self.epsilon if self.released is None else self.released.data_independent_total
+
+# %% ../nbs/05b_distiller.ipynb 48
+@patch
+def confident_report(self:Distiller,
+                     release:bool=False, # also release the data-dependent epsilon with smooth-sensitivity noise (costs privacy; needs k = all classes)
+                     order:float|None=None, # the release's Renyi order; None: the order of the worst case, fixed before any query
+                     sigma_ss:float=15., # the release's noise in units of the smooth sensitivity
+                    ) -> ConfidentReport:
+    "The guarantee of a confident-mode run beside the data-dependent epsilon of the votes it saw (NOT private), and with `release` its DP release."
+    from dpsd_nb.pate import _release_order, pate_epsilon, release_epsilon  # here: pate imports evaluate, which imports this module
+    m, delta, asked = self.mechanism, self.privacy.delta, self.oracle._asked
+    if not isinstance(m, ConfidentLabels): raise ValueError(f"the run answers with {type(m).__name__}: confident_report needs mechanism='confident'")
+    if not asked or sum(len(v) for v, _ in asked) != self.queries:  # none asked, or resumed: the votes before the checkpoint are gone
+        if release: raise ValueError("release=True after a resume: the votes of the queries before the checkpoint are not saved (they are private)")
+        return ConfidentReport(self.queries, self.released, delta, self.epsilon, None)
+    votes, answered = (torch.cat(t).numpy() for t in zip(*asked))
+    pe = pate_epsilon(votes, answered, m.threshold, m.sigma1, m.sigma2, delta)
+    rel = None
+    if release:
+        if m.k != self.info.num_classes: raise ValueError(f"release=True with k={m.k}: the smooth sensitivity needs every teacher's vote; use k=None (all {self.info.num_classes} classes)")
+        order = _release_order(order, self.queries, m.sigma1, m.sigma2, delta, m.k)
+        rel = release_epsilon(votes, answered, m.threshold, m.sigma1, m.sigma2, delta, order, sigma_ss, generator=noise_generator(noise_seed=self.privacy.noise_seed),
+                              num_teachers=self.oracle.members)
+    return ConfidentReport(self.queries, self.released, delta, self.epsilon, pe.not_private, rel)

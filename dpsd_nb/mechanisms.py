@@ -14,7 +14,7 @@ import torch.nn.functional as F
 # %% auto 0
 __all__ = ['RR_MIN_OTHER', 'top_k', 'GaussianEvent', 'RREvent', 'Answer', 'Explanation', 'explain', 'check_noise_seed',
            'noise_generator', 'noise_note', 'vote_counts', 'GaussianLabels', 'rr_keep_prob', 'rr_max_eps0',
-           'rr_keep_threshold', 'RandomizedResponse', 'project_simplex', 'GaussianData']
+           'rr_keep_threshold', 'RandomizedResponse', 'ConfidentLabels', 'project_simplex', 'GaussianData']
 
 # %% ../nbs/03_mechanisms.ipynb 16
 def _check_k(k, classes:int|None=None):
@@ -36,9 +36,9 @@ def _check_count(count):
         raise ValueError(f"count={count!r}: the number of queries must be an integer >= 0")
     return count
 
-def _check_sigma(sigma):
+def _check_sigma(sigma, name='sigma'):
     if not (isinstance(sigma, (int, float)) and 0 <= sigma < math.inf):
-        raise ValueError(f"sigma={sigma!r}: the noise std must be a finite number >= 0 (0 only as the explicit non-private mode)")
+        raise ValueError(f"{name}={sigma!r}: the noise std must be a finite number >= 0 (0 only as the explicit non-private mode)")
     return float(sigma)
 
 def _check_eps0(eps0):
@@ -73,7 +73,11 @@ class Answer:
     soft:torch.Tensor # (B, C) float: the DP soft label (label modes: one-hot of `labels`)
     candidates:torch.Tensor # (B, k) long: the student's top-k classes (free: the student is DP)
     noisy:torch.Tensor # (B, k) float: the released noisy scores on the candidates
-    events:tuple # privacy events to charge to the accountant
+    events:tuple # privacy events to charge to the accountant: every query asked, answered or not
+    @property
+    def answered(self) -> torch.Tensor:
+        "(B,) bool: which queries got a label; all but where `ConfidentLabels` declined (label -1)."
+        return self.labels >= 0
 
 @dataclass
 class Explanation:
@@ -224,6 +228,35 @@ class RandomizedResponse(_Mechanism):
         return F.one_hot(idx, k).to(clean.dtype)
 
 # %% ../nbs/03_mechanisms.ipynb 42
+def _check_threshold(threshold):
+    if isinstance(threshold, bool) or not (isinstance(threshold, (int, float)) and math.isfinite(threshold)):
+        raise ValueError(f"threshold={threshold!r}: the threshold in votes must be a finite number (e.g. 0.8 M for M teachers)")
+    return float(threshold)
+
+@dataclass(frozen=True)
+class ConfidentLabels(_Mechanism):
+    "Label mode, Confident-GNMax: GNMax on the candidates, only where the top count plus N(0, sigma1^2) reaches `threshold`."
+    sigma1:float # std of the noise on the top candidate's count for the check; 0 = non-private
+    threshold:float # T, in votes: the query is answered iff max count + N(0, sigma1^2) >= T
+    sigma2:float # std of the noise on each candidate's count for the answer (GNMax); 0 = non-private
+    k:int # number of candidates, 2..C
+    def __post_init__(self):
+        _check_sigma(self.sigma1, 'sigma1'); _check_sigma(self.sigma2, 'sigma2'); _check_threshold(self.threshold)
+        if _check_k(self.k) < 2: raise ValueError(f"k={self.k!r}: Confident-GNMax chooses among at least 2 candidates")
+    def events(self, count:int):
+        "The check (the top count moves by at most 1) and GNMax (sqrt 2) on each of `count` queries asked, answered or not."
+        return (GaussianEvent(self.sigma1, 1., count), GaussianEvent(self.sigma2, math.sqrt(2), count))
+    def _clean(self, teacher_logits, student_probs, cand): return vote_counts(teacher_logits, cand)
+    def _noise(self, clean, g):
+        "One-hot of GNMax's answer where the noisy top count reached the threshold, zeros elsewhere."
+        passed = _add_gaussian(clean.max(1).values, self.sigma1, g) >= self.threshold
+        return F.one_hot(_add_gaussian(clean, self.sigma2, g).argmax(1), self.k).to(clean.dtype) * passed.unsqueeze(1)
+    def _labels(self, noisy, cand, student_probs, M):
+        answered = noisy.any(1)  # the one-hot row of an answer, zeros where the check failed
+        labels = torch.where(answered, cand.gather(1, noisy.argmax(1, keepdim=True)).squeeze(1), -1)
+        return labels, F.one_hot(labels.clamp(min=0), student_probs.shape[-1]).to(student_probs.dtype) * answered.unsqueeze(1)
+
+# %% ../nbs/03_mechanisms.ipynb 48
 def project_simplex(v:torch.Tensor, # (..., n) points to project, one per row
                    ) -> torch.Tensor:
     "Euclidean projection of each row of `v` onto the probability simplex {w >= 0, sum w = 1}."
@@ -234,7 +267,7 @@ def project_simplex(v:torch.Tensor, # (..., n) points to project, one per row
     theta = css.gather(-1, rho - 1) / rho.to(v.dtype)
     return (v - theta).clamp(min=0)
 
-# %% ../nbs/03_mechanisms.ipynb 45
+# %% ../nbs/03_mechanisms.ipynb 51
 @dataclass(frozen=True)
 class GaussianData(_Mechanism):
     "Data mode: Gaussian noise on the teachers' summed, normalized corrections of the student on the candidates."

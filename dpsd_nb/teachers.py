@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, asdict
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
@@ -20,9 +21,9 @@ from .data import Data, partition
 from .models import TeacherCNN, member, default_device, seeded, as_teachers
 
 # %% auto 0
-__all__ = ['TEACHER_ARCHITECTURE', 'PARTITION', 'TeacherConfig', 'train_teachers_loop', 'train_teachers', 'teacher_logits',
-           'class_votes', 'TeacherReport', 'evaluate_teachers', 'default_cache', 'atomic_path', 'save_atomic',
-           'cache_path', 'get_teachers']
+__all__ = ['AUGMENT_STREAM', 'TEACHER_ARCHITECTURE', 'PARTITION', 'AUGMENTATION', 'TeacherConfig', 'augments',
+           'train_teachers_loop', 'train_teachers', 'teacher_logits', 'class_votes', 'vote_margins', 'TeacherReport',
+           'evaluate_teachers', 'default_cache', 'atomic_path', 'save_atomic', 'cache_path', 'get_teachers']
 
 # %% ../nbs/02_teachers.ipynb 7
 @dataclass(frozen=True)
@@ -36,6 +37,9 @@ class TeacherConfig:
     hidden:int=128 # units of its hidden linear layer
     seed:int=0 # seed of the partition, the initial weights and the batch order
     schedule:str='constant' # learning rate: 'constant', or 'onecycle' (warm up to `lr`, then anneal to ~0)
+    input_noise:float=0. # std of Gaussian pixel noise added to each training image at each step (0: off)
+    mixup:float=0. # alpha of Beta(alpha, alpha): each image mixed with another of the same teacher's batch, labels alike (0: off)
+    shift:int=0 # each training image moved by up to this many pixels each way, the border filled with background (0: off)
 
     def __post_init__(self):
         for name in ('teachers', 'epochs', 'batch_size', 'width', 'hidden'):
@@ -44,6 +48,11 @@ class TeacherConfig:
         if not self.lr > 0: raise ValueError(f"lr={self.lr!r}: the learning rate must be > 0")
         if self.schedule not in ('constant', 'onecycle'):
             raise ValueError(f"schedule={self.schedule!r}: choose 'constant' or 'onecycle'")
+        for name in ('input_noise', 'mixup'):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not (isinstance(v, (int, float)) and 0 <= v < float('inf')): raise ValueError(f"{name}={v!r}: must be a finite number >= 0 (0: off)")
+        if isinstance(self.shift, bool) or not isinstance(self.shift, int) or self.shift < 0:
+            raise ValueError(f"shift={self.shift!r}: must be an integer >= 0 (pixels; 0: off)")
 
 # %% ../nbs/02_teachers.ipynb 11
 def _epoch_order(parts:list, g:torch.Generator) -> torch.Tensor:
@@ -72,10 +81,51 @@ def _scheduler(opt, data:Data, cfg:TeacherConfig):
 
 def _init_teachers(data:Data, cfg:TeacherConfig, device) -> TeacherCNN:
     "Initial weights from `cfg.seed`, drawn on the CPU; the caller's random state is left alone."
+    side = min(data.info.shape[1:])
+    if cfg.shift >= side: raise ValueError(f"shift={cfg.shift}: must be below the image side, 0..{side - 1} pixels")
     with seeded(cfg.seed): teachers = TeacherCNN(data.info, cfg.teachers, cfg.width, cfg.hidden)
     return teachers.to(device)
 
 # %% ../nbs/02_teachers.ipynb 13
+AUGMENT_STREAM = 0x617567  # the augmentation's own seed stream: batch order and initial weights are those of the plain recipe
+
+def augments(cfg:TeacherConfig) -> bool:
+    "Whether `cfg` trains on augmented images (input noise, mixup or shifts)."
+    return bool(cfg.input_noise or cfg.mixup or cfg.shift)
+
+def _augment_streams(cfg:TeacherConfig) -> list:
+    "One random stream per teacher, from `cfg.seed` and the teacher's index alone (never from the data)."
+    return [np.random.default_rng([AUGMENT_STREAM, cfg.seed % 2**63, j]) for j in range(cfg.teachers)]
+
+# %% ../nbs/02_teachers.ipynb 14
+def _shifted(x:torch.Tensor, s:int, rng, fill:float) -> torch.Tensor:
+    "Each image of `x` (b, C, H, W) moved by up to `s` pixels each way, the uncovered border set to `fill`."
+    b, _, H, W = x.shape
+    dy, dx = (torch.from_numpy(rng.integers(0, 2 * s + 1, b)).to(x.device) for _ in range(2))
+    rows, cols = dy[:, None, None] + torch.arange(H, device=x.device)[:, None], dx[:, None, None] + torch.arange(W, device=x.device)
+    return F.pad(x, (s, s, s, s), value=fill)[torch.arange(b, device=x.device)[:, None, None], :, rows, cols].permute(0, 3, 1, 2)
+
+# %% ../nbs/02_teachers.ipynb 15
+def _augment_one(x:torch.Tensor, y:torch.Tensor, cfg:TeacherConfig, rng, info) -> tuple:
+    "One teacher's batch `x` (b, C, H, W), labels `y` (b,): shifted, mixed within this batch, noisy; soft labels (b, classes) with mixup."
+    lo, hi = -info.mean / info.std, (1 - info.mean) / info.std  # the range of a normalized pixel
+    if cfg.shift: x = _shifted(x, cfg.shift, rng, lo)
+    if cfg.mixup:
+        lam = torch.from_numpy(rng.beta(cfg.mixup, cfg.mixup, len(x))).float().to(x.device)
+        other = torch.from_numpy(rng.permutation(len(x))).to(x.device)  # a partner from the same batch: the same teacher's part
+        y = F.one_hot(y, info.num_classes).float()
+        x, y = torch.lerp(x[other], x, lam.view(-1, 1, 1, 1)), torch.lerp(y[other], y, lam[:, None])
+    if cfg.input_noise:
+        x = (x + cfg.input_noise * torch.from_numpy(rng.standard_normal(x.shape, dtype=np.float32)).to(x.device)).clamp(lo, hi)
+    return x, y
+
+def _augmented(x:torch.Tensor, y:torch.Tensor, cfg:TeacherConfig, streams:list, info) -> tuple:
+    "Batches (M, b, ...) of `M` teachers, each augmented on its own from its own stream; as they are if `cfg` asks for none."
+    if not augments(cfg): return x, y
+    xs, ys = zip(*(_augment_one(xj, yj, cfg, r, info) for xj, yj, r in zip(x, y, streams)))
+    return torch.stack(xs), torch.stack(ys)
+
+# %% ../nbs/02_teachers.ipynb 17
 def train_teachers_loop(data:Data, cfg:TeacherConfig, device=None) -> list[TeacherCNN]:
     "Train `cfg.teachers` single teachers one after another (the slow reference)."
     device = device or default_device()
@@ -84,14 +134,16 @@ def train_teachers_loop(data:Data, cfg:TeacherConfig, device=None) -> list[Teach
     opts = [torch.optim.Adam(m.parameters(), lr=cfg.lr) for m in models]
     x, y = (t.to(device) for t in data.train.tensors)
     batches = [idx for _, idx in _batches(data, cfg, device)]
+    streams = _augment_streams(cfg)
     for j, (m, opt) in enumerate(zip(models, opts)):
         sched = _scheduler(opt, data, cfg)
         for idx in batches:
-            loss = F.cross_entropy(m(x[idx[j]])[0], y[idx[j]])
+            xb, yb = _augmented(x[idx[j]][None], y[idx[j]][None], cfg, streams[j:j + 1], data.info)
+            loss = F.cross_entropy(m(xb[0])[0], yb[0])
             opt.zero_grad(); loss.backward(); opt.step(); sched.step()
     return [m.eval() for m in models]
 
-# %% ../nbs/02_teachers.ipynb 15
+# %% ../nbs/02_teachers.ipynb 19
 def train_teachers(data:Data, cfg:TeacherConfig, device=None, progress:bool=True) -> TeacherCNN:
     "Train `cfg.teachers` teachers on disjoint parts of `data.train` as one vectorized model."
     device = device or default_device()
@@ -100,10 +152,11 @@ def train_teachers(data:Data, cfg:TeacherConfig, device=None, progress:bool=True
     sched = _scheduler(opt, data, cfg)
     x, y = (t.to(device) for t in data.train.tensors)
     bar = tqdm(total=cfg.epochs, desc=f'{cfg.teachers} teacher(s)', disable=not progress, leave=False)
-    last = 0
+    last, streams = 0, _augment_streams(cfg)
     for epoch, idx in _batches(data, cfg, device):
-        logits = teachers(x[idx])  # (M, b, classes): teacher j sees batch idx[j]
-        loss = F.cross_entropy(logits.flatten(0, 1), y[idx].flatten(), reduction='sum') / idx.shape[1]
+        xb, yb = _augmented(x[idx], y[idx], cfg, streams, data.info)  # teacher j's batch, from part j alone
+        logits = teachers(xb)  # (M, b, classes): teacher j sees batch idx[j]
+        loss = F.cross_entropy(logits.flatten(0, 1), yb.flatten(0, 1), reduction='sum') / idx.shape[1]
         opt.zero_grad(); loss.backward(); opt.step(); sched.step()
         if epoch != last: bar.update(); last = epoch
         bar.set_postfix(loss=f'{loss.item() / cfg.teachers:.3f}', refresh=False)
@@ -111,7 +164,7 @@ def train_teachers(data:Data, cfg:TeacherConfig, device=None, progress:bool=True
     opt.zero_grad(set_to_none=True)
     return teachers.eval().requires_grad_(False)
 
-# %% ../nbs/02_teachers.ipynb 19
+# %% ../nbs/02_teachers.ipynb 23
 @torch.no_grad()
 def teacher_logits(teachers, # a `TeacherCNN`, or teachers of your own (see `as_teachers`)
                    x:torch.Tensor, chunk:int|None=None) -> torch.Tensor:
@@ -124,6 +177,11 @@ def teacher_logits(teachers, # a `TeacherCNN`, or teachers of your own (see `as_
 def class_votes(logits:torch.Tensor) -> torch.Tensor:
     "Votes per class (N, classes): how many teachers put each class first (`mechanisms.vote_counts`: the votes for each query's candidates)."
     return F.one_hot(logits.argmax(-1), logits.shape[-1]).sum(0)
+
+def vote_margins(logits:torch.Tensor) -> torch.Tensor:
+    "(top votes - runner-up votes) / M of each query (N,), from the teachers' logits (M, N, classes)."
+    top2 = class_votes(logits).topk(min(2, logits.shape[-1]), dim=1).values
+    return (top2[:, 0] - top2[:, 1]).float() / logits.shape[0]
 
 @dataclass
 class TeacherReport:
@@ -145,18 +203,17 @@ def evaluate_teachers(teachers, # a `TeacherCNN`, or teachers of your own (see `
     teachers, (x, y) = as_teachers(teachers), test.tensors
     logits = teacher_logits(teachers, x).cpu()
     acc = (logits.argmax(-1) == y).float().mean(1)
-    votes = class_votes(logits)
-    top2 = votes.topk(min(2, votes.shape[1]), dim=1).values
-    margin = (top2[:, 0] - top2[:, 1]).float() / teachers.members
-    return TeacherReport(acc.tolist(), (votes.argmax(1) == y).float().mean().item(), margin.mean().item())
+    plurality = (class_votes(logits).argmax(1) == y).float().mean().item()
+    return TeacherReport(acc.tolist(), plurality, vote_margins(logits).mean().item())
 
-# %% ../nbs/02_teachers.ipynb 21
+# %% ../nbs/02_teachers.ipynb 25
 def default_cache() -> Path:
     "Where teachers are cached: `$DPSD_NB_CACHE`, else `~/.cache/dpsd_nb`."
     return Path(os.environ.get('DPSD_NB_CACHE', Path.home()/'.cache'/'dpsd_nb'))
 
 TEACHER_ARCHITECTURE = 'stride-2 5x5 convolutions, v1'  # change it whenever TeacherCNN changes: old caches are then ignored
 PARTITION = 'record positions, v2'  # v1 was class-stratified (one record moved every part): its caches are ignored
+AUGMENTATION = ('input_noise', 'mixup', 'shift')  # in a cache key only when on
 
 def _fingerprint(data:Data) -> str:
     h = hashlib.sha256()
@@ -179,8 +236,9 @@ def save_atomic(obj, path:str|Path):
 
 def cache_path(data:Data, cfg:TeacherConfig, cache:str|Path|None=None) -> Path:
     "The file the teachers of `cfg` on `data` are cached in."
+    options = {k: v for k, v in asdict(cfg).items() if k not in AUGMENTATION or v}  # augmentation off: the key it always had
     key = json.dumps({'data': data.info.name, 'fingerprint': _fingerprint(data), 'architecture': TEACHER_ARCHITECTURE, 'partition': PARTITION,
-                      **asdict(cfg)}, sort_keys=True)
+                      **options}, sort_keys=True)
     name = f"teachers-{data.info.name}-M{cfg.teachers}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.pt"
     return Path(cache or default_cache())/'teachers'/name
 
