@@ -60,8 +60,8 @@ SETUPS = {  # per data set: teachers, DPSD query budgets per epsilon, DP-SGD epo
 # the data-dependent epsilon released at the order of that worst case, sigma_ss 15 (`pate_student`'s defaults)
 SETUPS['digits']['pate'] = dict(threshold=16, queries={1.: 100, 10.: 100})
 SETUPS['mnist']['pate'] = dict(threshold=200, queries={1.: 200, 10.: 3000})
-ROWS = ('dpsd', 'dpsgd', 'pate')
-ROW_OF = lambda method: next((k for k, m in (('dpsd', 'DPSD'), ('dpsgd', 'DP-SGD'), ('pate', 'PATE')) if method.startswith(m)), 'teachers')
+ROWS = ('dpsd', 'confident', 'dpsgd', 'pate')
+ROW_OF = lambda method: next((k for k, m in (('confident', 'DPSD, Confident'), ('dpsd', 'DPSD'), ('dpsgd', 'DP-SGD'), ('pate', 'PATE')) if method.startswith(m)), 'teachers')
 PATE_NOTE = ("PATE rows: the public pool is the validation half of the test split, its labels unused to train, so valid_accuracy "
              "is None; label_accuracy: the answered noisy labels against the pool's true labels (for the report only). epsilon: the "
              "guarantee of what the row publishes, the answers and the release together (DP); epsilon_answers: the answers' "
@@ -71,7 +71,7 @@ PATE_NOTE = ("PATE rows: the public pool is the validation half of the test spli
 
 
 def aggregate(runs:list) -> list:
-    "One row per method, mode and target epsilon: the mean over its seeds, with the sample sd and each seed's figures (one seed: as run)."
+    "One row per method, mode and target epsilon: the mean over its seeds, with the sample sd and each seed's figures (one seed: as run); other fields are the first seed's."
     groups = {}
     for r in runs: groups.setdefault((r['method'], r['mode'], r['target']), []).append(r)
     rows = []
@@ -83,7 +83,7 @@ def aggregate(runs:list) -> list:
                 if vals: row[k] = statistics.mean(vals)
                 if k != 'seconds' and len(vals) > 1: row[f'{k}_sd'] = statistics.stdev(vals)
             row['epsilon'] = max(r['epsilon'] for r in g)  # the largest achieved (each seed's release alone)
-            row['per_seed'] = [{k: r.get(k) for k in ('seed', 'accuracy', 'valid_accuracy', 'epsilon', 'answered', 'epsilon_released')
+            row['per_seed'] = [{k: r.get(k) for k in ('seed', 'accuracy', 'valid_accuracy', 'epsilon', 'answered', 'epsilon_released', 'not_private')
                                 if k in r} for r in g]
         row['seeds'] = [r['seed'] for r in g]
         rows.append(row)
@@ -155,6 +155,19 @@ def main():
                 runs.append(dict(seed=seed, target=eps, method='DPSD' if P == 1 else f'DPSD, {P} pairs', mode=mode, teachers=M, **scores(d.student),
                                  epsilon=d.epsilon, queries=d.queries, steps=d.step, pairs=P, seconds=time.time() - t0, samples=png))
                 print(runs[-1], flush=True)
+        for eps, q in setup['queries'].items() if 'confident' in args.rows else ():  # DPSD label mode through Confident-GNMax
+            if math.isinf(eps): continue
+            t0, M = time.time(), setup['teachers'].teachers
+            cfg = DistillConfig(steps=steps['private'], seed=seed, **setup.get('private_cfg', {}))  # hard answers: no vote softening
+            privacy = PrivacyConfig('label', mechanism='confident', epsilon=eps, delta=delta, queries=q)
+            d = fit_together(data.info, ensembles[M][0], privacy, pair_configs(cfg, setup.get('pairs', 1)), device=device)
+            rep = d.confident_report()  # the data-dependent epsilon of the votes seen: NOT private, not released
+            runs.append(dict(seed=seed, target=eps, method='DPSD, Confident-GNMax', mode='label', teachers=M, **scores(d.student),
+                             epsilon=d.epsilon, queries=d.queries, answered=rep.answered, threshold=d.mechanism.threshold,
+                             sigma1=d.mechanism.sigma1, sigma2=d.mechanism.sigma2,
+                             not_private=dict(epsilon_data_dependent=rep.not_private.epsilon, note=rep.not_private.privacy),
+                             steps=d.step, pairs=setup.get('pairs', 1), seconds=time.time() - t0, samples=None))
+            print(runs[-1], flush=True)
         for eps in (1., 10.) if 'dpsgd' in args.rows else ():
             t0 = time.time()
             student, achieved = train_dpsgd(data, eps, delta, seed=seed, device=device)  # dpsgd_recipe: chosen on the validation half

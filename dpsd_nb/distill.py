@@ -27,14 +27,15 @@ from .accountant import NEIGHBOUR_RELATION, Accountant, calibrate, check_delta
 from .improve import balanced_pick, ema_warmup, soft_vote_targets, denoise_targets
 
 # %% auto 0
-__all__ = ['MODES', 'PATE_THRESHOLD', 'PrivacyConfig', 'TeacherOracle', 'accuracy', 'DistillConfig', 'check_together',
-           'spread_every', 'Callback', 'check_student', 'check_generator', 'soft_cross_entropy', 'mode_seeking',
-           'Distiller', 'own_vote_chance', 'single_teacher_note', 'ProgressCallback', 'History', 'Checkpoint',
-           'ConfidentReport']
+__all__ = ['MODES', 'RELEASE_STREAM', 'PATE_THRESHOLD', 'PrivacyConfig', 'TeacherOracle', 'accuracy', 'DistillConfig',
+           'check_together', 'spread_every', 'Callback', 'check_student', 'check_generator', 'soft_cross_entropy',
+           'mode_seeking', 'Distiller', 'own_vote_chance', 'single_teacher_note', 'ProgressCallback', 'History',
+           'Checkpoint', 'ConfidentReport']
 
 # %% ../nbs/05b_distiller.ipynb 8
 MODES = {('label', 'gaussian'): GaussianLabels, ('label', 'rr'): RandomizedResponse, ('label', 'confident'): ConfidentLabels,
          ('data', 'gaussian'): GaussianData}
+RELEASE_STREAM = 0x5e1ea5e  # with a noise_seed: the release's noise from its own stream, apart from the answers'
 PATE_THRESHOLD = 0.8  # confident mode's default threshold, a share of the M teachers: T = 200 of 250 in PATE's MNIST setting
 
 @dataclass(frozen=True)
@@ -546,7 +547,7 @@ class ConfidentReport:
     answered:int # of them answered (DP: the released mask)
     delta:float
     epsilon:float # data-independent, for any votes: the answers' guarantee, safe to publish
-    not_private:object # `pate.DataDependent`: the data-dependent epsilon at the votes seen, NOT private; None before any query or after a resume (votes are never saved)
+    not_private:object # `pate.DataDependent`: the data-dependent epsilon at the votes seen, NOT private, computed on the student's top-k candidates' counts (the all-class figure only for k = all classes); None before any query or after a resume (votes are never saved)
     released:object=None # `pate.ReleasedEpsilon`: that epsilon released with smooth-sensitivity noise (DP); None: not released
     neighbour_relation:str=NEIGHBOUR_RELATION
 
@@ -571,10 +572,13 @@ def confident_report(self:Distiller,
         return ConfidentReport(self.queries, self.released, delta, self.epsilon, None)
     votes, answered = (torch.cat(t).numpy() for t in zip(*asked))
     pe = pate_epsilon(votes, answered, m.threshold, m.sigma1, m.sigma2, delta)
-    rel = None
-    if release:
+    rel = getattr(self, '_release', None)  # released once, it is in every later report: a second release would cost again
+    if release and rel is None:
         if m.k != self.info.num_classes: raise ValueError(f"release=True with k={m.k}: the smooth sensitivity needs every teacher's vote; use k=None (all {self.info.num_classes} classes)")
+        if self.step < self.cfg.steps and not self.stop:
+            raise ValueError(f"release=True at step {self.step} of {self.cfg.steps}: release the data-dependent epsilon once, after the run (`fit()`)")
         order = _release_order(order, self.queries, m.sigma1, m.sigma2, delta, m.k)
-        rel = release_epsilon(votes, answered, m.threshold, m.sigma1, m.sigma2, delta, order, sigma_ss, generator=noise_generator(noise_seed=self.privacy.noise_seed),
-                              num_teachers=self.oracle.members)
+        seed = self.privacy.noise_seed
+        rel = self._release = release_epsilon(votes, answered, m.threshold, m.sigma1, m.sigma2, delta, order, sigma_ss, num_teachers=self.oracle.members,
+                                              generator=noise_generator(noise_seed=None if seed is None else seed + RELEASE_STREAM))  # its own stream
     return ConfidentReport(self.queries, self.released, delta, self.epsilon, pe.not_private, rel)

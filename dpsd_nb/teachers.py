@@ -21,9 +21,10 @@ from .data import Data, partition
 from .models import TeacherCNN, member, default_device, seeded, as_teachers
 
 # %% auto 0
-__all__ = ['AUGMENT_STREAM', 'TEACHER_ARCHITECTURE', 'PARTITION', 'AUGMENTATION', 'TeacherConfig', 'augments',
-           'train_teachers_loop', 'train_teachers', 'teacher_logits', 'class_votes', 'vote_margins', 'TeacherReport',
-           'evaluate_teachers', 'default_cache', 'atomic_path', 'save_atomic', 'cache_path', 'get_teachers']
+__all__ = ['AUGMENT_STREAM', 'TEACHER_ARCHITECTURE', 'PARTITION', 'AUGMENTATION', 'AUGMENTATION_CODE', 'TeacherConfig',
+           'augments', 'train_teachers_loop', 'train_teachers', 'teacher_logits', 'class_votes', 'vote_margins',
+           'TeacherReport', 'evaluate_teachers', 'default_cache', 'atomic_path', 'save_atomic', 'cache_path',
+           'get_teachers']
 
 # %% ../nbs/02_teachers.ipynb 7
 @dataclass(frozen=True)
@@ -214,6 +215,7 @@ def default_cache() -> Path:
 TEACHER_ARCHITECTURE = 'stride-2 5x5 convolutions, v1'  # change it whenever TeacherCNN changes: old caches are then ignored
 PARTITION = 'record positions, v2'  # v1 was class-stratified (one record moved every part): its caches are ignored
 AUGMENTATION = ('input_noise', 'mixup', 'shift')  # in a cache key only when on
+AUGMENTATION_CODE = 'v1'  # change it whenever the augmentation code changes: its old caches are then ignored (the plain recipe's keys stay)
 
 def _fingerprint(data:Data) -> str:
     h = hashlib.sha256()
@@ -238,7 +240,7 @@ def cache_path(data:Data, cfg:TeacherConfig, cache:str|Path|None=None) -> Path:
     "The file the teachers of `cfg` on `data` are cached in."
     options = {k: v for k, v in asdict(cfg).items() if k not in AUGMENTATION or v}  # augmentation off: the key it always had
     key = json.dumps({'data': data.info.name, 'fingerprint': _fingerprint(data), 'architecture': TEACHER_ARCHITECTURE, 'partition': PARTITION,
-                      **options}, sort_keys=True)
+                      **options, **({'augmentation': AUGMENTATION_CODE} if augments(cfg) else {})}, sort_keys=True)
     name = f"teachers-{data.info.name}-M{cfg.teachers}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.pt"
     return Path(cache or default_cache())/'teachers'/name
 

@@ -136,7 +136,11 @@ def test_no_votes_in_the_report_or_a_checkpoint(digits, base):
     d = confident_run(digits, base).fit()
     state = d.state_dict()
     counts = [t for t in tensors(state) if t.is_floating_point() and t.ndim and (t == t.round()).all() and t.max() >= 2]
-    assert not counts, [t.shape for t in counts]  # vote counts (integers up to M) appear nowhere; the one-hot answers are 0 or 1
+    assert not counts, [t.shape for t in counts]  # vote counts (integers up to M) appear nowhere as floats; the one-hot answers are 0 or 1
+    votes = {tuple(float(x) for x in v) for vs, _ in d.oracle._asked for v in vs.tolist()}  # the rows of candidate votes the run saw
+    assert not any(tuple(float(x) for x in row) in votes for t in tensors(state) if t.ndim == 2 and t.shape[1] == d.mechanism.k
+                   for row in t.tolist()), 'a recorded vote row is in the checkpoint'  # of any dtype: labels and RNG states are not rows of k
+    assert not any('asked' in k for k in state), list(state)  # nothing of the oracle's record
     r = d.confident_report()
     assert all(not isinstance(v, (np.ndarray, torch.Tensor)) for v in vars(r).values())
     assert set(vars(r.not_private)) == {'epsilon', 'order', 'rdp', 'privacy'} and r.not_private.rdp.ndim == 1  # per order, not per query
@@ -148,6 +152,9 @@ def test_no_votes_in_the_report_or_a_checkpoint(digits, base):
 def test_errors_come_before_training(digits, base):
     with pytest.raises(ValueError, match='threshold=0: a share'): PrivacyConfig(mechanism='confident', threshold=0)
     with pytest.raises(ValueError, match='release=True with k=3'): confident_run(digits, base, k=3).fit().confident_report(release=True)
+    mid = confident_run(digits, base); assert mid.cfg.steps > 1
+    mid._iterate()  # one step of a longer run
+    with pytest.raises(ValueError, match='after the run'): mid.confident_report(release=True)
     with pytest.raises(ValueError, match="needs mechanism='confident'"):
         Distiller(digits.info, base, PrivacyConfig(queries=10), SMALL, device='cpu').confident_report()
 
@@ -208,6 +215,11 @@ def test_audit_stays_below_the_claim(neighbours, calibrated):
     assert claim == pytest.approx(1., rel=1e-6)
     eps = audit(mech, *neighbours[:2])
     assert eps <= claim, (eps, claim)
+
+def test_audit_exceeds_the_claim_with_a_tenth_of_gnmax_noise(neighbours, calibrated):
+    mech, claim = calibrated
+    eps = audit(ConfidentLabels(mech.sigma1, mech.threshold, mech.sigma2 / 10, mech.k), *neighbours[:2])  # GNMax too weak, the same claim
+    assert eps > claim, (eps, claim)
 
 def test_audit_exceeds_the_claim_without_noise_on_the_check(neighbours, calibrated):
     mech, claim = calibrated
