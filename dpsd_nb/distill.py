@@ -63,7 +63,8 @@ class PrivacyConfig:
             raise ValueError(f"k={self.k!r}: the number of candidate classes must be an integer >= 1")
         check_noise_seed(self.noise_seed)
         if self.mechanism in ('rr', 'confident') and math.isinf(self.epsilon):
-            raise ValueError(f"epsilon=inf with mechanism={self.mechanism!r}: use mechanism='gaussian' for the non-private reference")
+            name = {'rr': 'randomized response', 'confident': 'Confident-GNMax'}[self.mechanism]
+            raise ValueError(f"epsilon=inf with {name} (mechanism={self.mechanism!r}): use mechanism='gaussian' for the non-private reference")
         if self.threshold is not None and self.mechanism != 'confident':
             raise ValueError(f"threshold={self.threshold!r} with mechanism={self.mechanism!r}: only mechanism='confident' has a threshold")
         if self.threshold is not None and (isinstance(self.threshold, bool) or not (isinstance(self.threshold, (int, float)) and 0 < self.threshold <= 1)):
