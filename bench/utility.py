@@ -70,13 +70,20 @@ PATE_NOTE = ("PATE rows: the public pool is the validation half of the test spli
              "bound, not a guarantee, and a noisy one: it can fall below the exact data-dependent epsilon). Settings fixed by rule before any run (SETUPS, calibrate_confident), none chosen by accuracy")
 
 
+def target_of(row:dict) -> float:
+    "The target epsilon of a row: as recorded, or (rows written before targets were) the setup's epsilon nearest the achieved one."
+    if 'target' in row: return math.inf if row['target'] in ('inf', math.inf) else row['target']
+    eps = math.inf if row['epsilon'] in ('inf', math.inf) else row['epsilon']
+    return eps if math.isinf(eps) else min((1., 10.), key=lambda t: abs(math.log(eps / t)))
+
+
 def aggregate(runs:list) -> list:
     "One row per method, mode and target epsilon: the mean over its seeds, with the sample sd and each seed's figures (one seed: as run); other fields are the first seed's."
     groups = {}
     for r in runs: groups.setdefault((r['method'], r['mode'], r['target']), []).append(r)
     rows = []
     for g in groups.values():
-        row = {k: v for k, v in g[0].items() if k not in ('seed', 'target')}
+        row = {k: v for k, v in g[0].items() if k != 'seed'}
         if len(g) > 1:
             for k in ('accuracy', 'valid_accuracy', 'label_accuracy', 'seconds'):
                 vals = [r[k] for r in g if r.get(k) is not None]
@@ -101,6 +108,8 @@ def main():
                    'with several, each row holds the mean and the spread')
     p.add_argument('--rows', nargs='+', default=list(ROWS), choices=ROWS,
                    help='the private rows to run (the teachers row always); with some only, the other rows of an existing table are kept')
+    p.add_argument('--epsilons', type=float, nargs='+', default=None,
+                   help='the target epsilons of the private rows to run (default: all of the setup); with some only, the other rows are kept')
     p.add_argument('--out', default=str(Path(__file__).resolve().parent/'results'),
                    help='folder for utility-<dataset>.json and the per-row sample grids')
     args = p.parse_args()
@@ -122,8 +131,9 @@ def main():
     print(f"machine: {machine}\ncommand: {command}   (delta {delta}, seeds {args.seeds}, DPSD steps {steps})")
     print(f"{note}\n" if note else "")
     data = load_dataset(args.dataset, root=args.root)
-    ensembles = {}
-    for key in ('teachers', 'inf_teachers'):
+    wanted = lambda eps: args.epsilons is None or any(math.isclose(eps, e) for e in args.epsilons)
+    ensembles = {}  # DP-SGD alone needs no teachers: its table keeps the teachers rows it has
+    for key in ('teachers', 'inf_teachers') if set(args.rows) != {'dpsgd'} else ():
         if key in setup: ensembles[setup[key].teachers] = get_teachers(data, setup[key], device, progress=False)
     out = Path(args.out); out.mkdir(parents=True, exist_ok=True)
     valid, held_out = validation_split(data.test)  # accuracy: on the held-out half; valid_accuracy: on the other
@@ -135,6 +145,7 @@ def main():
     for seed in args.seeds:
         for mode in ('label', 'data') if 'dpsd' in args.rows else ():
             for eps, q in setup['queries'].items():
+                if not wanted(eps): continue
                 t0 = time.time()
                 M = setup['inf_teachers' if math.isinf(eps) and 'inf_teachers' in setup else 'teachers'].teachers
                 # without noise: stronger pixel noise on the queries; on MNIST also no final replay over the whole
@@ -156,7 +167,7 @@ def main():
                                  epsilon=d.epsilon, queries=d.queries, steps=d.step, pairs=P, seconds=time.time() - t0, samples=png))
                 print(runs[-1], flush=True)
         for eps, q in setup['queries'].items() if 'confident' in args.rows else ():  # DPSD label mode through Confident-GNMax
-            if math.isinf(eps): continue
+            if math.isinf(eps) or not wanted(eps): continue
             t0, M = time.time(), setup['teachers'].teachers
             cfg = DistillConfig(steps=steps['private'], seed=seed, **setup.get('private_cfg', {}))  # hard answers: no vote softening
             privacy = PrivacyConfig('label', mechanism='confident', epsilon=eps, delta=delta, queries=q)
@@ -169,13 +180,15 @@ def main():
                              steps=d.step, pairs=setup.get('pairs', 1), seconds=time.time() - t0, samples=None))
             print(runs[-1], flush=True)
         for eps in (1., 10.) if 'dpsgd' in args.rows else ():
+            if not wanted(eps): continue
             t0 = time.time()
             student, achieved = train_dpsgd(data, eps, delta, seed=seed, device=device)  # dpsgd_recipe: chosen on the validation half
             runs.append(dict(seed=seed, target=eps, method='DP-SGD (Opacus)', mode='', teachers=0, **scores(student), epsilon=achieved,
-                             queries=0, settings=dpsgd_recipe(data.info.name, eps), seconds=time.time() - t0, samples=None))
+                             queries=0, settings={**dpsgd_recipe(data.info.name, eps), 'accounting': 'pld'}, seconds=time.time() - t0, samples=None))
             print(runs[-1], flush=True)
         pate = setup['pate']
         for eps, q in pate['queries'].items() if 'pate' in args.rows else ():
+            if not wanted(eps): continue
             t0 = time.time()
             M, (sigma1, sigma2) = setup['teachers'].teachers, calibrate_confident(eps, delta, q)
             x, y = (t[:q] for t in valid.tensors)  # the public pool: its labels are not used to train
@@ -212,18 +225,18 @@ def main():
     stamp = dict(machine=machine, command=command, date=time.strftime('%Y-%m-%d'))
     rows = [{**stamp, **r} for r in rows]
     previous = out/f'utility-{args.dataset}.json'
-    if set(args.rows) != set(ROWS) and previous.exists():  # a partial rerun: keep the rows not rerun, each with its own machine and command
+    if (set(args.rows) != set(ROWS) or args.epsilons is not None) and previous.exists():  # a partial rerun: keep the rows not rerun, each with its own machine and command
         old = json.loads(previous.read_text())
-        kept = [{'machine': old['machine'], 'command': old['command'], **r} for r in old['rows']
-                if ROW_OF(r['method']) not in args.rows and ROW_OF(r['method']) != 'teachers']
-        rows = rows[:len(ensembles)] + kept + rows[len(ensembles):]
-        print(f"kept {len(kept)} rows of {previous} (not rerun: {sorted(set(ROWS) - set(args.rows))})")
+        rerun = lambda r: (ROW_OF(r['method']) == 'teachers' and bool(ensembles)) or (ROW_OF(r['method']) in args.rows and wanted(target_of(r)))
+        kept = [{'machine': old['machine'], 'command': old['command'], **r} for r in old['rows'] if not rerun(r)]
+        rows = [r for r in kept if ROW_OF(r['method']) == 'teachers'] + rows[:len(ensembles)] + [r for r in kept if ROW_OF(r['method']) != 'teachers'] + rows[len(ensembles):]
+        print(f"kept {len(kept)} rows of {previous}")
     report = dict(dataset=args.dataset, machine=machine, command=command, note=note, delta=delta, seed=args.seeds[0], seeds=args.seeds,
                   teachers=setup['teachers'].teachers, neighbour_relation=NEIGHBOUR_RELATION, privacy_unit=unit,
                   noise=noise_note(None), selection=selection, steps=steps, rows_run=args.rows,
                   pate=PATE_NOTE if 'pate' in args.rows else None,
                   composition="each row's epsilon is for that row's release alone; releasing several rows trained on the same private data composes them",
-                  rows=[{**r, 'epsilon': 'inf' if r['epsilon'] in ('inf', math.inf) else r['epsilon']} for r in rows])
+                  rows=[{**r, **{k: 'inf' for k in ('epsilon', 'target') if r.get(k) in ('inf', math.inf)}} for r in rows])
     tmp = out/f'.utility-{args.dataset}.json.tmp'
     tmp.write_text(json.dumps(report, indent=1)); os.replace(tmp, out/f'utility-{args.dataset}.json')
 

@@ -13,9 +13,10 @@ from fastcore.basics import patch
 from .mechanisms import GaussianEvent, RREvent, RandomizedResponse
 
 # %% auto 0
-__all__ = ['NEIGHBOUR_RELATION', 'DEFAULT_ORDERS', 'privacy_unit', 'rdp_gaussian', 'rdp_rr', 'rdp', 'pure_epsilon', 'check_delta',
-           'conversion', 'eps_from_rdp', 'epsilon_gaussian', 'epsilon_rr', 'calibrate_gaussian', 'calibrate_rr',
-           'calibrate', 'Accountant', 'rdp_sampled_gaussian', 'epsilon_dpsgd', 'calibrate_dpsgd']
+__all__ = ['NEIGHBOUR_RELATION', 'DEFAULT_ORDERS', 'DPSGD_ACCOUNTINGS', 'PLD_INTERVAL', 'privacy_unit', 'rdp_gaussian', 'rdp_rr',
+           'rdp', 'pure_epsilon', 'check_delta', 'conversion', 'eps_from_rdp', 'epsilon_gaussian', 'epsilon_rr',
+           'calibrate_gaussian', 'calibrate_rr', 'calibrate', 'Accountant', 'rdp_sampled_gaussian', 'epsilon_dpsgd',
+           'calibrate_dpsgd']
 
 # %% ../nbs/04_accountant.ipynb 7
 NEIGHBOUR_RELATION = 'replace-one'  # the relation of every epsilon the package reports, DP-SGD's included
@@ -272,27 +273,46 @@ def rdp_sampled_gaussian(q:float, # Poisson sampling rate of one step, in (0, 1]
     return out * (1 + 1e-6) + 1e-13  # a margin above the integration's rounding
 
 # %% ../nbs/04_accountant.ipynb 47
+DPSGD_ACCOUNTINGS = ('pld', 'rdp')  # the privacy loss distribution (tight, the default); our numerical RDP (an upper bound on it)
+PLD_INTERVAL = 1e-4  # dp-accounting's discretization of the privacy loss: pessimistic, so any interval is an upper bound
+
+def _check_dpsgd_args(q, noise_multiplier, steps, delta, accounting):
+    if accounting not in DPSGD_ACCOUNTINGS: raise ValueError(f"accounting={accounting!r}: choose one of {DPSGD_ACCOUNTINGS}")
+    if not 0 < q <= 1: raise ValueError(f"q={q!r}: the sampling rate must lie in (0, 1]")
+    return _check_positive('noise_multiplier', noise_multiplier, 'the noise multiplier'), _check_queries(steps), check_delta(delta)
+
 def epsilon_dpsgd(q:float, # Poisson sampling rate
                   noise_multiplier:float, # noise std / clipping norm
                   steps:int, # DP-SGD steps taken
                   delta:float, # target delta
+                  accounting:str='pld', # 'pld': privacy loss distribution (tight); 'rdp': numerical RDP and Balle et al.'s conversion
                  ) -> float:
-    "Epsilon at `delta` of `steps` DP-SGD steps under replace-one: numerical RDP, composition, Balle et al. conversion."
-    return eps_from_rdp(_check_queries(steps) * rdp_sampled_gaussian(q, noise_multiplier), check_delta(delta))[0]
+    "Epsilon at `delta` of `steps` DP-SGD steps under replace-one, from the antipodal pair's PLD or its RDP."
+    z, steps, delta = _check_dpsgd_args(q, noise_multiplier, steps, delta, accounting)
+    if accounting == 'rdp': return eps_from_rdp(steps * rdp_sampled_gaussian(q, z), delta)[0]
+    from dp_accounting import GaussianDpEvent, NeighboringRelation, PoissonSampledDpEvent  # imported here: 2 s, DP-SGD only
+    from dp_accounting.pld.pld_privacy_accountant import PLDAccountant
+    acc = PLDAccountant(NeighboringRelation.REPLACE_ONE, value_discretization_interval=PLD_INTERVAL)
+    acc.compose(PoissonSampledDpEvent(q, GaussianDpEvent(z)), steps)  # sensitivity 1 in units of C: the pair P, Q above
+    return float(acc.get_epsilon(delta))
 
 def calibrate_dpsgd(target_epsilon:float, # epsilon to reach after all steps
                     delta:float, # target delta
                     q:float, # Poisson sampling rate
                     steps:int, # DP-SGD steps that will be taken
+                    accounting:str='pld', # as in `epsilon_dpsgd`
                    ) -> float:
     "The smallest noise multiplier (to 1e-4 relative) whose `steps` DP-SGD steps are (target_epsilon, delta)-DP under replace-one."
     target = _check_positive('target_epsilon', target_epsilon, 'the target epsilon')
-    if not (target > conversion(delta)).any():
+    _check_dpsgd_args(q, 1., steps, delta, accounting)
+    if accounting == 'rdp' and not (target > conversion(delta)).any():
         raise ValueError(f"target_epsilon={target_epsilon!r} cannot be met at delta={delta!r}: even infinite noise gives epsilon "
-                         f"{conversion(delta).min():.4g}; raise the target or delta")
+                         f"{conversion(delta).min():.4g} under RDP; raise the target or delta, or use accounting='pld'")
+    eps = lambda z: epsilon_dpsgd(q, z, steps, delta, accounting)
     lo, hi = 0.05, 1.
-    while epsilon_dpsgd(q, hi, steps, delta) > target: lo, hi = hi, hi * 2
+    while eps(hi) > target: lo, hi = hi, hi * 2
     while hi / lo > 1 + 1e-4:
         mid = math.sqrt(lo * hi)
-        lo, hi = (mid, hi) if epsilon_dpsgd(q, mid, steps, delta) > target else (lo, mid)
+        lo, hi = (mid, hi) if eps(mid) > target else (lo, mid)
     return hi
+

@@ -227,7 +227,8 @@ def run_baseline(args) -> dict:
     report = {'method': 'dpsgd', 'dataset': data.info.name, 'target_epsilon': args.epsilon, 'epsilon': eps, 'delta': args.delta,
               'neighbour_relation': NEIGHBOUR_RELATION,
               'privacy_unit': (f'(epsilon, delta)-DP for one record of the private train split under {NEIGHBOUR_RELATION} adjacency; '
-                               'DP-SGD with Poisson sampling, RDP of the sampled Gaussian under replace-one (dpsd_nb.accountant.epsilon_dpsgd)'),
+                               'DP-SGD with Poisson sampling, the privacy loss distribution of the sampled Gaussian under replace-one '
+                               '(dpsd_nb.accountant.epsilon_dpsgd, dp-accounting)'), 'accounting': 'pld',
               'noise': noise_note(args.noise_seed), 'student_accuracy': accuracy(student, data.test),
               'settings': {**dpsgd_recipe(data.info.name, args.epsilon), **({} if args.epochs is None else {'epochs': args.epochs})},
               'not_private': {'note': NOT_PRIVATE, 'mia_auc_student': mia_auc(student, data.train, data.test)}, 'seed': args.seed,

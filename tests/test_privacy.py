@@ -284,8 +284,9 @@ def test_sampled_gaussian_replace_one_against_dp_accounting(q, z, steps):
     from dp_accounting.pld import pld_privacy_accountant
     acc = pld_privacy_accountant.PLDAccountant(dpa.NeighboringRelation.REPLACE_ONE)
     acc.compose(dpa.PoissonSampledDpEvent(q, dpa.GaussianDpEvent(z)), steps)
-    tight, ours = acc.get_epsilon(1e-5), epsilon_dpsgd(q, z, steps, 1e-5)
+    tight, ours = acc.get_epsilon(1e-5), epsilon_dpsgd(q, z, steps, 1e-5, 'rdp')
     assert tight <= ours <= 1.45 * tight, (tight, ours)
+    assert epsilon_dpsgd(q, z, steps, 1e-5) == pytest.approx(tight, rel=2e-3)  # the default is that PLD (a finer grid)
 
 def renyi_2d(q, z, a, b, alpha, n=1201, half=None):
     "D_alpha between (1-q)N(0, z^2 I) + qN(a, .) and (1-q)N(0, .) + qN(b, .) in the plane, on a grid."
@@ -309,7 +310,36 @@ def test_sampled_gaussian_worst_pair_is_antipodal():
             assert renyi_2d(q, z, a, b, alpha) <= ours[i] * (1 + 1e-4), (a, b, alpha)
     np.testing.assert_allclose(renyi_2d(q, z, (-1, 0), (1, 0), 4.), ours[1], rtol=1e-4)  # the grids agree where they should
 
+@pytest.mark.parametrize('accounting', ['pld', 'rdp'])
 @pytest.mark.parametrize('target, q, steps', [(1., 1 / 469, 2345), (10., 1 / 469, 2345), (1., 1 / 12, 360), (3., 0.05, 100)])
-def test_dpsgd_calibration_round_trip(target, q, steps):
-    z = calibrate_dpsgd(target, 1e-5, q, steps)
-    assert epsilon_dpsgd(q, z, steps, 1e-5) <= target < epsilon_dpsgd(q, z * (1 - 2e-4), steps, 1e-5)
+def test_dpsgd_calibration_round_trip(target, q, steps, accounting):
+    z = calibrate_dpsgd(target, 1e-5, q, steps, accounting)
+    assert epsilon_dpsgd(q, z, steps, 1e-5, accounting) <= target < epsilon_dpsgd(q, z * (1 - 2e-4), steps, 1e-5, accounting)
+
+def dpsgd_delta_monte_carlo(q, z, steps, epsilon, n=400_000, seed=SEED, record=-1.):
+    "The true delta at `epsilon` of `steps` DP-SGD steps on neighbouring data sets whose one differing record has clipped gradient\n"
+    "`record` (in units of C) against +1, estimated from the mechanism's own outputs: Poisson sampling of the record, the\n"
+    "Gaussian noise, and the optimal attack (the exact log-likelihood ratio of the whole transcript). Returns (delta, its s.e.)."
+    g = np.random.default_rng(seed)
+    y = g.binomial(1, q, size=(n, steps)) * record + z * g.standard_normal((n, steps))  # the others' gradients cancel out
+    lphi = lambda m: -(y - m)**2 / (2 * z**2)
+    loss = (np.logaddexp(np.log1p(-q) + lphi(0.), np.log(q) + lphi(-1.)) - np.logaddexp(np.log1p(-q) + lphi(0.), np.log(q) + lphi(1.))).sum(1)
+    h = np.clip(1 - np.exp(epsilon - loss), 0, None)  # delta(eps) = E_P[(1 - e^(eps - L))_+]: exact for the pair, whatever the accountant
+    return h.mean(), h.std() / math.sqrt(n)
+
+def test_dpsgd_accountant_audited_by_the_mechanism():
+    "Audit: at the epsilon the PLD (and RDP) claim for delta = 1e-2, the mechanism run on neighbouring data sets has no larger\n"
+    "delta; an accountant of the wrong relation (dp-accounting's add/remove-one, half the sensitivity) is caught at once."
+    dpa = pytest.importorskip('dp_accounting')
+    from dp_accounting.pld.pld_privacy_accountant import PLDAccountant
+    q, z, steps, delta = 0.2, 1.5, 20, 1e-2
+    for accounting in ('pld', 'rdp'):
+        eps = epsilon_dpsgd(q, z, steps, delta, accounting)
+        d, se = dpsgd_delta_monte_carlo(q, z, steps, eps)
+        assert d <= delta + 5 * se, (accounting, eps, d, se)
+    d_tight, se = dpsgd_delta_monte_carlo(q, z, steps, epsilon_dpsgd(q, z, steps, delta))
+    assert d_tight >= 0.8 * delta, (d_tight, se)  # and the PLD is tight: the audit would see a looser claim's slack too
+    broken = PLDAccountant(dpa.NeighboringRelation.ADD_OR_REMOVE_ONE)
+    broken.compose(dpa.PoissonSampledDpEvent(q, dpa.GaussianDpEvent(z)), steps)
+    d, se = dpsgd_delta_monte_carlo(q, z, steps, broken.get_epsilon(delta))
+    assert d > delta + 5 * se and d > 2 * delta, (d, se)
