@@ -272,8 +272,10 @@ def train_dpsgd(data:Data, # the private train split is `data.train`
             if sched: sched.step()
             if avg: avg.update_parameters(model._module)  # an average of released (noisy) weights: post-processing
         bar.set_postfix(epsilon=f'{epsilon_dpsgd(q, z, steps, delta, accounting):.2f}', refresh=False)
-    out = model.to_standard_module()
-    if avg: out = fresh_student(data.info, seed, dev); out.load_state_dict(avg.module.state_dict())  # a clean copy, no Opacus hooks
+    # released: a clean copy of the weights (or of their average). Opacus leaves hooks and, on every parameter, the last
+    # batch's sum of clipped gradients *before* the noise (`summed_grad`): a non-private statistic that must not leave here
+    out = fresh_student(data.info, seed, dev)
+    out.load_state_dict((avg.module if avg else model._module).state_dict())
     return out.eval(), epsilon_dpsgd(q, z, steps, delta, accounting)
 
 # %% ../nbs/06_evaluate.ipynb 48

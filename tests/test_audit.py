@@ -229,6 +229,47 @@ def test_dpsgd_noise_is_secret(digits):
     weights = [torch.cat([p.flatten() for p in m.parameters()]) for m in runs]
     assert not torch.equal(weights[0], weights[1]) and torch.equal(weights[2], weights[3])
 
+def test_dpsgd_release_holds_only_the_weights(digits):
+    "The released DP-SGD model carries its weights and nothing else: Opacus leaves, on every parameter of the module it\n"
+    "trained, the last batch's sum of clipped gradients before the noise (`summed_grad`), a statistic with no privacy at all."
+    from opacus import PrivacyEngine
+    for ema in (0., 0.9):
+        model, _ = train_dpsgd(digits, 5., epochs=1, seed=0, device='cpu', ema=ema)
+        assert all(p.grad is None and not vars(p) for p in model.parameters()), [list(vars(p)) for p in model.parameters()]
+        assert not any(m._forward_hooks or m._backward_hooks for m in model.modules())
+    # the broken variant, what train_dpsgd returned before: Opacus's own unwrapping keeps the un-noised sums
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    loader = torch.utils.data.DataLoader(digits.train, batch_size=256)
+    net, opt, loader = PrivacyEngine().make_private(module=net, optimizer=opt, data_loader=loader, noise_multiplier=1., max_grad_norm=1.)
+    x, y = next(iter(loader))
+    torch.nn.functional.cross_entropy(net(x), y).backward(); opt.step()
+    assert all('summed_grad' in vars(p) for p in net.to_standard_module().parameters())
+
+def test_opacus_adds_the_noise_we_account_for():
+    "End to end through Opacus, called as train_dpsgd calls it: records whose gradients clip to +C, Poisson batches at\n"
+    "q = 1 / len(loader), noise multiplier z. Opacus's step is (C |B| + noise) / (q N); the noise must be N(0, (z C)^2) and\n"
+    "|B| of mean q N: what the accountant's pair assumes. Half the noise would be caught."
+    from opacus import PrivacyEngine
+    N, batch, z, C, steps = 200, 20, 3., 0.5, 1500
+    w = torch.nn.Linear(1, 1, bias=False)
+    opt = torch.optim.SGD(w.parameters(), lr=0.)  # lr 0: the parameter never moves, every step sees the same gradients
+    loader = torch.utils.data.DataLoader(TensorDataset(torch.full((N, 1), 100.)), batch_size=batch, generator=torch.Generator().manual_seed(AUDIT_SEED))
+    w, opt, loader = PrivacyEngine().make_private(module=w, optimizer=opt, data_loader=loader, noise_multiplier=z, max_grad_norm=C,
+                                                  noise_generator=torch.Generator().manual_seed(AUDIT_SEED + 1))
+    q = 1 / len(loader)
+    assert q == pytest.approx(batch / N)
+    noise, sizes = [], []
+    while len(noise) < steps:
+        for (x,) in loader:
+            opt.zero_grad(); w(x).sum().backward(); opt.step()  # per-record gradient 100, clipped to C
+            noise.append(w._module.weight.grad.item() * q * N - C * len(x)); sizes.append(len(x))
+    noise, sizes = np.asarray(noise[:steps]), np.asarray(sizes[:steps])
+    assert abs(sizes.mean() - q * N) < 4 * math.sqrt(N * q * (1 - q) / steps), sizes.mean()  # Poisson batches at rate q
+    assert abs(noise.mean()) < 4 * z * C / math.sqrt(steps), noise.mean()
+    assert abs(noise.std() / (z * C) - 1) < 0.1, noise.std()  # the sample sd's s.e. is about 1 / sqrt(2 steps) = 1.8%
+    assert abs(noise.std() / (z * C / 2) - 1) > 0.5  # half the noise would fail the line above by far
+
 def test_dpsgd_batches_are_secret(digits, monkeypatch):
     "The Poisson batches of DP-SGD come from a secret generator too: with the same `seed`, two runs sample different batches."
     import dpsd_nb.evaluate as E
