@@ -141,6 +141,32 @@ def main():
     plurality = lambda t, ds: (predicted_labels(t, ds.tensors[0]) == ds.tensors[1]).float().mean().item()
     rows = [dict(method='teachers (no privacy)', mode='', teachers=M, accuracy=plurality(t, held_out), valid_accuracy=plurality(t, valid),
                  epsilon=math.inf, queries=0, seconds=0., samples=None) for M, (t, _) in ensembles.items()]
+    unit = privacy_unit(setup['teachers'].teachers)
+    selection = ("accuracy on the held-out half of the test split, valid_accuracy on the validation half (validation_split, seed 0); "
+                 "DP-SGD's settings (dpsgd_recipe) were chosen on the validation half; DPSD's were chosen in earlier sessions by "
+                 "accuracy on the whole test split (some on this seed), so for them both halves have been looked at and the "
+                 "numbers are optimistic; PATE's were fixed by rule before any run; tuning on private data is not accounted "
+                 "for (Papernot & Steinke 2022)")
+    def write(rows:list, complete:bool=False):
+        "The table as it stands, over the rows an earlier run wrote that this one does not rerun (atomic: a reader sees one or the other)."
+        stamp = dict(machine=machine, command=command, date=time.strftime('%Y-%m-%d'))
+        rows = [{**stamp, **r} for r in rows]
+        previous = out/f'utility-{args.dataset}.json'
+        if (set(args.rows) != set(ROWS) or args.epsilons is not None) and previous.exists():  # a partial rerun: keep the rows not rerun, each with its own machine and command
+            old = json.loads(previous.read_text())
+            rerun = lambda r: (ROW_OF(r['method']) == 'teachers' and bool(ensembles)) or (ROW_OF(r['method']) in args.rows and wanted(target_of(r)))
+            kept = [{'machine': old['machine'], 'command': old['command'], **r} for r in old['rows'] if not rerun(r)]
+            rows = [r for r in kept if ROW_OF(r['method']) == 'teachers'] + rows[:len(ensembles)] + [r for r in kept if ROW_OF(r['method']) != 'teachers'] + rows[len(ensembles):]
+            if complete: print(f"kept {len(kept)} rows of {previous}")
+        report = dict(dataset=args.dataset, machine=machine, command=command, note=note, delta=delta, seed=args.seeds[0], seeds=args.seeds,
+                      teachers=setup['teachers'].teachers, neighbour_relation=NEIGHBOUR_RELATION, privacy_unit=unit,
+                      noise=noise_note(None), selection=selection, steps=steps, rows_run=args.rows,
+                      pate=PATE_NOTE if 'pate' in args.rows else None,
+                      composition="each row's epsilon is for that row's release alone; releasing several rows trained on the same private data composes them",
+                      complete=complete,  # False while the command runs: the rows done so far, the table written after each
+                      rows=[{**r, **{k: 'inf' for k in ('epsilon', 'target') if r.get(k) in ('inf', math.inf)}} for r in rows])
+        tmp = out/f'.utility-{args.dataset}.json.{os.getpid()}.tmp'  # one per process: two commands may write the same table
+        tmp.write_text(json.dumps(report, indent=1)); os.replace(tmp, out/f'utility-{args.dataset}.json')
     runs = []  # one per private row and seed
     for seed in args.seeds:
         for mode in ('label', 'data') if 'dpsd' in args.rows else ():
@@ -165,7 +191,7 @@ def main():
                                                    f"{args.dataset}, {mode} mode, epsilon {d.epsilon:.2f}"), out/png)
                 runs.append(dict(seed=seed, target=eps, method='DPSD' if P == 1 else f'DPSD, {P} pairs', mode=mode, teachers=M, **scores(d.student),
                                  epsilon=d.epsilon, queries=d.queries, steps=d.step, pairs=P, seconds=time.time() - t0, samples=png))
-                print(runs[-1], flush=True)
+                print(runs[-1], flush=True); write(rows + aggregate(runs))
         for eps, q in setup['queries'].items() if 'confident' in args.rows else ():  # DPSD label mode through Confident-GNMax
             if math.isinf(eps) or not wanted(eps): continue
             t0, M = time.time(), setup['teachers'].teachers
@@ -178,14 +204,14 @@ def main():
                              sigma1=d.mechanism.sigma1, sigma2=d.mechanism.sigma2,
                              not_private=dict(epsilon_data_dependent=rep.not_private.epsilon, note=rep.not_private.privacy),
                              steps=d.step, pairs=setup.get('pairs', 1), seconds=time.time() - t0, samples=None))
-            print(runs[-1], flush=True)
+            print(runs[-1], flush=True); write(rows + aggregate(runs))
         for eps in (1., 10.) if 'dpsgd' in args.rows else ():
             if not wanted(eps): continue
             t0 = time.time()
             student, achieved = train_dpsgd(data, eps, delta, seed=seed, device=device)  # dpsgd_recipe: chosen on the validation half
             runs.append(dict(seed=seed, target=eps, method='DP-SGD (Opacus)', mode='', teachers=0, **scores(student), epsilon=achieved,
                              queries=0, settings={**dpsgd_recipe(data.info.name, eps), 'accounting': 'pld'}, seconds=time.time() - t0, samples=None))
-            print(runs[-1], flush=True)
+            print(runs[-1], flush=True); write(rows + aggregate(runs))
         pate = setup['pate']
         for eps, q in pate['queries'].items() if 'pate' in args.rows else ():
             if not wanted(eps): continue
@@ -200,7 +226,7 @@ def main():
                              not_private=dict(epsilon_data_dependent=r.not_private.epsilon, note=r.not_private.privacy),
                              queries=r.queries, answered=r.answered, threshold=pate['threshold'], sigma1=sigma1, sigma2=sigma2,
                              release_order=r.released.order, student_epochs=r.epochs, seconds=time.time() - t0, samples=None))
-            print(runs[-1], flush=True)
+            print(runs[-1], flush=True); write(rows + aggregate(runs))
     rows += aggregate(runs)
     print(f"\n{'method':22} {'mode':6} {'teachers':>8} {'held-out':>8} {'valid':>8} {'epsilon':>8} {'queries':>8} {'seconds':>8}")
     for r in rows:
@@ -216,29 +242,8 @@ def main():
         print("epsilon: the answers' data-independent epsilon (DP); data-dep: NOT private; released: smooth-sensitivity release (DP); "
               "with rel.: answers + release (DP), the row's epsilon")
     if note: print(note)
-    unit = privacy_unit(setup['teachers'].teachers)
     print(f"\n{args.dataset}: {setup['teachers'].teachers} teachers on disjoint parts; every epsilon {NEIGHBOUR_RELATION}; privacy unit: {unit}")
-    selection = ("accuracy on the held-out half of the test split, valid_accuracy on the validation half (validation_split, seed 0); "
-                 "the settings were chosen in earlier sessions by accuracy on the whole test split (some on this seed), so "
-                 "both halves have been looked at and the numbers are optimistic; tuning on private data is not accounted for "
-                 "(Papernot & Steinke 2022)")
-    stamp = dict(machine=machine, command=command, date=time.strftime('%Y-%m-%d'))
-    rows = [{**stamp, **r} for r in rows]
-    previous = out/f'utility-{args.dataset}.json'
-    if (set(args.rows) != set(ROWS) or args.epsilons is not None) and previous.exists():  # a partial rerun: keep the rows not rerun, each with its own machine and command
-        old = json.loads(previous.read_text())
-        rerun = lambda r: (ROW_OF(r['method']) == 'teachers' and bool(ensembles)) or (ROW_OF(r['method']) in args.rows and wanted(target_of(r)))
-        kept = [{'machine': old['machine'], 'command': old['command'], **r} for r in old['rows'] if not rerun(r)]
-        rows = [r for r in kept if ROW_OF(r['method']) == 'teachers'] + rows[:len(ensembles)] + [r for r in kept if ROW_OF(r['method']) != 'teachers'] + rows[len(ensembles):]
-        print(f"kept {len(kept)} rows of {previous}")
-    report = dict(dataset=args.dataset, machine=machine, command=command, note=note, delta=delta, seed=args.seeds[0], seeds=args.seeds,
-                  teachers=setup['teachers'].teachers, neighbour_relation=NEIGHBOUR_RELATION, privacy_unit=unit,
-                  noise=noise_note(None), selection=selection, steps=steps, rows_run=args.rows,
-                  pate=PATE_NOTE if 'pate' in args.rows else None,
-                  composition="each row's epsilon is for that row's release alone; releasing several rows trained on the same private data composes them",
-                  rows=[{**r, **{k: 'inf' for k in ('epsilon', 'target') if r.get(k) in ('inf', math.inf)}} for r in rows])
-    tmp = out/f'.utility-{args.dataset}.json.tmp'
-    tmp.write_text(json.dumps(report, indent=1)); os.replace(tmp, out/f'utility-{args.dataset}.json')
+    write(rows, complete=True)
 
 
 if __name__ == '__main__':
