@@ -2,15 +2,17 @@
 data (Confident-GNMax) at about 1 and 10, and the teachers.
 
 Same student architecture, same data, same delta and seed for every row; epsilon is the one achieved, every
-epsilon under replace-one (DP-SGD's too, accounted by dpsd_nb.accountant.epsilon_dpsgd, not Opacus's add/remove
-number). The privacy noise is secret (drawn from the OS's entropy), so a rerun draws other noise: each private
-row is one draw. Accuracy is reported on the held-out half of the test split (validation_split), beside the
-validation half's; the settings were chosen in earlier sessions on the whole test split, not on a validation split.
+epsilon under replace-one (DP-SGD's too, accounted by dpsd_nb.accountant.epsilon_dpsgd from its privacy loss
+distribution, not Opacus's add/remove number). The privacy noise is secret (drawn from the OS's entropy), so a rerun
+draws other noise: each private row is one draw. Accuracy is reported on the held-out half of the test split
+(validation_split), beside the validation half's; DP-SGD's settings (dpsgd_recipe) were chosen on the validation half,
+DPSD's in earlier sessions on the whole test split.
 Each row's epsilon is for that row's release alone: releasing several rows trained on the same private data
 composes them (their epsilons add up, at most).
     python bench/utility.py                      # digits, CPU
     python bench/utility.py --dataset mnist      # MNIST from ../shared/data (250 teachers)
     python bench/utility.py --rows pate          # only the PATE rows (and the teachers)
+    python bench/utility.py --dataset mnist --rows dpsgd --epsilons 1 --seeds 0 1 2   # one row, three seeds, the rest kept
 
 MNIST is meant for a GPU (600 steps per DPSD row); on a CPU its private rows run 300 steps and its
 epsilon = infinity rows 100 by default (--steps to override), and the table says so. The epsilon =
