@@ -22,7 +22,7 @@ from .models import student_cnn, member, resolve_device, seeded, as_teachers, de
 from .teachers import TeacherConfig, atomic_path, class_votes, evaluate_teachers
 from .distill import accuracy
 from .mechanisms import noise_generator
-from .accountant import DPSGD_ACCOUNTINGS, calibrate_dpsgd, check_delta, epsilon_dpsgd
+from .accountant import calibrate_dpsgd, check_delta, epsilon_dpsgd
 
 # %% auto 0
 __all__ = ['DPSGD_SCHEDULES', 'DPSGD_RECIPES', 'NOT_PRIVATE', 'predicted_labels', 'synthetic_images', 'class_coverage',
@@ -196,7 +196,7 @@ def save_image_atomic(img:torch.Tensor|Image.Image, # (C, H, W) in [0, 1], or a 
     return Path(path)
 
 # %% ../nbs/06_evaluate.ipynb 43
-def _check_dpsgd(delta, epochs, batch_size, lr, max_grad_norm, optimizer='adam', momentum=0., schedule='constant', ema=0., accounting='pld'):
+def _check_dpsgd(delta, epochs, batch_size, lr, max_grad_norm, optimizer='adam', momentum=0., schedule='constant', ema=0.):
     check_delta(delta)
     for name, v in (('epochs', epochs), ('batch_size', batch_size)):
         if not (isinstance(v, int) and v >= 1): raise ValueError(f"{name}={v!r}: must be an integer >= 1")
@@ -206,7 +206,6 @@ def _check_dpsgd(delta, epochs, batch_size, lr, max_grad_norm, optimizer='adam',
     if not 0 <= momentum < 1: raise ValueError(f"momentum={momentum!r}: a number in [0, 1) (SGD's heavy ball)")
     if schedule not in DPSGD_SCHEDULES: raise ValueError(f"schedule={schedule!r}: choose one of {DPSGD_SCHEDULES}")
     if not 0 <= ema < 1: raise ValueError(f"ema={ema!r}: the decay of the weights' moving average, in [0, 1) (0: the last weights)")
-    if accounting not in DPSGD_ACCOUNTINGS: raise ValueError(f"accounting={accounting!r}: choose one of {DPSGD_ACCOUNTINGS}")
 
 DPSGD_SCHEDULES = ('constant', 'cosine')  # the learning rate over the planned steps
 
@@ -249,7 +248,7 @@ def train_dpsgd(data:Data, # the private train split is `data.train`
     given = dict(epochs=epochs, batch_size=batch_size, lr=lr, max_grad_norm=max_grad_norm, optimizer=optimizer, schedule=schedule, ema=ema)
     recipe = {'schedule': 'constant', 'ema': 0., **dpsgd_recipe(data.info.name, epsilon), **{k: v for k, v in given.items() if v is not None}}
     epochs, batch_size, lr, max_grad_norm, optimizer, schedule, ema = (recipe[k] for k in given)
-    _check_dpsgd(delta, epochs, batch_size, lr, max_grad_norm, optimizer, momentum, schedule, ema, accounting)
+    _check_dpsgd(delta, epochs, batch_size, lr, max_grad_norm, optimizer, momentum, schedule, ema)
     dev = resolve_device(device)
     model = fresh_student(data.info, seed, dev)
     opt = (torch.optim.Adam(model.parameters(), lr=lr) if optimizer == 'adam' else
@@ -257,7 +256,7 @@ def train_dpsgd(data:Data, # the private train split is `data.train`
     # the Poisson batches come from this loader's generator: secret too, or whoever knows it sees which steps used a record
     loader = DataLoader(data.train, batch_size=batch_size, generator=noise_generator('cpu', None if noise_seed is None else noise_seed + 1))
     q, planned = 1 / len(loader), epochs * len(loader)
-    z = calibrate_dpsgd(epsilon, delta, q, planned, accounting)
+    z = calibrate_dpsgd(epsilon, delta, q, planned, accounting)  # checks `accounting` too, before any training
     model, opt, loader = PrivacyEngine(accountant='rdp').make_private(
         module=model, optimizer=opt, data_loader=loader, noise_multiplier=z, max_grad_norm=max_grad_norm,
         noise_generator=noise_generator(dev, noise_seed))
@@ -271,7 +270,7 @@ def train_dpsgd(data:Data, # the private train split is `data.train`
             opt.zero_grad(); loss.backward(); opt.step(); steps += 1
             if sched: sched.step()
             if avg: avg.update_parameters(model._module)  # an average of released (noisy) weights: post-processing
-        bar.set_postfix(epsilon=f'{epsilon_dpsgd(q, z, steps, delta, accounting):.2f}', refresh=False)
+        if progress: bar.set_postfix(epsilon=f'{epsilon_dpsgd(q, z, steps, delta, accounting):.2f}', refresh=False)  # a PLD per epoch: only when shown
     # released: a clean copy of the weights (or of their average). Opacus leaves hooks and, on every parameter, the last
     # batch's sum of clipped gradients *before* the noise (`summed_grad`): a non-private statistic that must not leave here
     out = fresh_student(data.info, seed, dev)
