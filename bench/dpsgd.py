@@ -46,7 +46,10 @@ def main():
     p.add_argument('--ema', type=float, nargs='*', default=[], help='decays of weight averages (EMA) to measure beside the last weights: post-processing, no privacy cost')
     p.add_argument('--schedule', default='constant', choices=['constant', 'cosine'], help='learning rate over the steps')
     p.add_argument('--accounting', default='pld', choices=list(DPSGD_ACCOUNTINGS), help="epsilon_dpsgd's: the privacy loss distribution or RDP")
+    p.add_argument('--proxy', type=int, default=1, help='k > 1: a NOT private, k times cheaper stand-in for choosing settings (Sander et al. 2023, '
+                   '"TAN without a burn"): batch/k and noise multiplier z/k, the same steps, so the same noise on the mean gradient')
     args = p.parse_args()
+    if args.proxy < 1 or args.batch % args.proxy: raise SystemExit(f"--proxy {args.proxy}: a divisor >= 1 of --batch {args.batch}")
     torch.set_num_threads(args.threads)
     print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, torch {torch.__version__} on {torch.get_num_threads()} threads, "
           f"load average {os.getloadavg()[0]:.1f} at start\ncommand: python {' '.join(sys.argv)}")
@@ -54,28 +57,36 @@ def main():
     model = fresh_student(data.info, 0, torch.device('cpu'))
     opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9)
     loader = DataLoader(data.train, batch_size=args.batch, generator=noise_generator('cpu'))  # secret Poisson batches
-    q, steps = 1 / len(loader), args.epochs * len(loader)
+    q, per_epoch = 1 / len(loader), len(loader)
+    steps = args.epochs * per_epoch
     z = calibrate_dpsgd(args.epsilon, args.delta, q, steps, args.accounting)
-    model, opt, loader = PrivacyEngine(accountant='rdp').make_private(module=model, optimizer=opt, data_loader=loader, noise_multiplier=z,
+    if args.proxy > 1:  # the proxy: the same steps at 1/k of the batch and of the noise multiplier; its epsilon is NOT the one printed
+        loader = DataLoader(data.train, batch_size=args.batch // args.proxy, generator=noise_generator('cpu'))
+        print(f"PROXY, NOT PRIVATE: batch {args.batch // args.proxy}, noise multiplier {z / args.proxy:.3f}: the noise on the mean "
+              f"gradient of the run below, at 1/{args.proxy} of its cost; the epsilons printed are the full run's")
+    model, opt, loader = PrivacyEngine(accountant='rdp').make_private(module=model, optimizer=opt, data_loader=loader, noise_multiplier=z / args.proxy,
                                                                     max_grad_norm=args.clip, noise_generator=noise_generator('cpu'))
     from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
     emas = {d: AveragedModel(model._module, multi_avg_fn=get_ema_multi_avg_fn(d), use_buffers=True) for d in args.ema}
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps) if args.schedule == 'cosine' else None
     print(f"{NEIGHBOUR_RELATION} ({args.accounting}): q {q:.5f} (expected batch {q * len(data.train):.0f}), {steps} steps, noise multiplier {z:.3f}")
     t0, done = time.time(), 0
-    for e in range(args.epochs):
+    for e in range(args.epochs):  # an epoch of the full run: `per_epoch` noisy steps
         model.train()
-        with BatchMemoryManager(data_loader=loader, max_physical_batch_size=args.physical, optimizer=opt) as batches:
-            for x, y in batches:  # a logical Poisson batch in physical pieces: one noisy step per logical batch
-                loss = F.cross_entropy(model(x), y); opt.zero_grad(); loss.backward(); opt.step()
-                if not opt._is_last_step_skipped:  # the last piece of a logical batch: one noisy step taken
-                    for a in emas.values(): a.update_parameters(model._module)
-                    if sched: sched.step()
-        done += len(loader)  # one noisy step per logical batch
+        while done < (e + 1) * per_epoch:
+            with BatchMemoryManager(data_loader=loader, max_physical_batch_size=args.physical, optimizer=opt) as batches:
+                for x, y in batches:  # a logical Poisson batch in physical pieces: one noisy step per logical batch
+                    loss = F.cross_entropy(model(x), y); opt.zero_grad(); loss.backward(); opt.step()
+                    if not opt._is_last_step_skipped:  # the last piece of a logical batch: one noisy step taken
+                        for a in emas.values(): a.update_parameters(model._module)
+                        if sched: sched.step()
+                        done += 1
+                        if done == (e + 1) * per_epoch: break
         m = model._module.eval()
         avg = ''.join(f"  ema {d:g} {accuracy(a.module.eval(), valid):.4f}" for d, a in emas.items())
         print(f"epoch {e + 1:3d}  valid {accuracy(m, valid):.4f}{avg}  epsilon {epsilon_dpsgd(q, z, done, args.delta, args.accounting):.3f}  "
               f"{time.time() - t0:.0f} s", flush=True)  # the held-out half is looked at once, at the end
+    if args.proxy > 1: return  # a proxy only chooses settings: the held-out half is for the full run
     print(f"held-out accuracy after {args.epochs} epochs (fixed in advance): {accuracy(model._module.eval(), held):.4f}"
           + ''.join(f", ema {d:g} {accuracy(a.module.eval(), held):.4f}" for d, a in emas.items()))
 

@@ -285,7 +285,7 @@ def epsilon_dpsgd(q:float, # Poisson sampling rate
                   noise_multiplier:float, # noise std / clipping norm
                   steps:int, # DP-SGD steps taken
                   delta:float, # target delta
-                  accounting:str='pld', # 'pld': privacy loss distribution (tight); 'rdp': numerical RDP and Balle et al.'s conversion
+                  accounting:str='pld', # 'pld': privacy loss distribution (tight; RDP's bound where smaller); 'rdp': numerical RDP and Balle et al.'s conversion
                  ) -> float:
     "Epsilon at `delta` of `steps` DP-SGD steps under replace-one, from the antipodal pair's PLD or its RDP."
     z, steps, delta = _check_dpsgd_args(q, noise_multiplier, steps, delta, accounting)
@@ -294,7 +294,8 @@ def epsilon_dpsgd(q:float, # Poisson sampling rate
     from dp_accounting.pld.pld_privacy_accountant import PLDAccountant
     acc = PLDAccountant(NeighboringRelation.REPLACE_ONE, value_discretization_interval=PLD_INTERVAL)
     acc.compose(PoissonSampledDpEvent(q, GaussianDpEvent(z)), steps)  # sensitivity 1 in units of C: the pair P, Q above
-    return float(acc.get_epsilon(delta))
+    # both are upper bounds for the same pair: the smaller holds. RDP wins only at tiny delta, where the PLD's truncated tails bite
+    return min(float(acc.get_epsilon(delta)), eps_from_rdp(steps * rdp_sampled_gaussian(q, z), delta)[0])
 
 def calibrate_dpsgd(target_epsilon:float, # epsilon to reach after all steps
                     delta:float, # target delta
