@@ -48,6 +48,8 @@ def main():
     p.add_argument('--accounting', default='pld', choices=list(DPSGD_ACCOUNTINGS), help="epsilon_dpsgd's: the privacy loss distribution or RDP")
     p.add_argument('--proxy', type=int, default=1, help='k > 1: a NOT private, k times cheaper stand-in for choosing settings (Sander et al. 2023, '
                    '"TAN without a burn"): batch/k and noise multiplier z/k, the same steps, so the same noise on the mean gradient')
+    p.add_argument('--tanh', action='store_true', help='a what-if: the student with tanh in place of ReLU (Papernot et al. 2021, '
+                   'tempered sigmoids); NOT the package\'s student, so not a row of the table')
     args = p.parse_args()
     if args.proxy < 1 or args.batch % args.proxy: raise SystemExit(f"--proxy {args.proxy}: a divisor >= 1 of --batch {args.batch}")
     torch.set_num_threads(args.threads)
@@ -55,6 +57,7 @@ def main():
           f"load average {os.getloadavg()[0]:.1f} at start\ncommand: python {' '.join(sys.argv)}")
     data = load_dataset(args.dataset, root=args.root); valid, held = validation_split(data.test)
     model = fresh_student(data.info, 0, torch.device('cpu'))
+    if args.tanh: model = torch.nn.Sequential(*(torch.nn.Tanh() if isinstance(m, torch.nn.ReLU) else m for m in model))
     opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9)
     loader = DataLoader(data.train, batch_size=args.batch, generator=noise_generator('cpu'))  # secret Poisson batches
     q, per_epoch = 1 / len(loader), len(loader)

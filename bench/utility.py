@@ -13,6 +13,7 @@ composes them (their epsilons add up, at most).
     python bench/utility.py --dataset mnist      # MNIST from ../shared/data (250 teachers)
     python bench/utility.py --rows pate          # only the PATE rows (and the teachers)
     python bench/utility.py --dataset mnist --rows dpsgd --epsilons 1 --seeds 0 1 2   # one row, three seeds, the rest kept
+    python bench/utility.py --dataset mnist --rows dpsgd --seeds 0 1 2 --jobs 3       # the DP-SGD runs in 3 processes at once
 
 MNIST is meant for a GPU (600 steps per DPSD row); on a CPU its private rows run 300 steps and its
 epsilon = infinity rows 100 by default (--steps to override), and the table says so. The epsilon =
@@ -99,6 +100,16 @@ def aggregate(runs:list) -> list:
     return rows
 
 
+def _dpsgd_run(dataset:str, root:str, eps:float, delta:float, seed:int, device:str, threads:int) -> dict:
+    "One DP-SGD row's run, in a process of its own (`--jobs`): the figures `main` records."
+    torch.set_num_threads(threads)
+    data = load_dataset(dataset, root=root)
+    valid, held_out = validation_split(data.test)
+    t0 = time.time()
+    student, achieved = train_dpsgd(data, eps, delta, seed=seed, device=torch.device(device))  # dpsgd_recipe: chosen on the validation half
+    return dict(accuracy=accuracy(student, held_out), valid_accuracy=accuracy(student, valid), epsilon=achieved, seconds=time.time() - t0)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--dataset', default='digits', choices=list(SETUPS))
@@ -114,7 +125,10 @@ def main():
                    help='the target epsilons of the private rows to run (default: all of the setup); with some only, the other rows are kept')
     p.add_argument('--out', default=str(Path(__file__).resolve().parent/'results'),
                    help='folder for utility-<dataset>.json and the per-row sample grids')
+    p.add_argument('--jobs', type=int, default=1, help='DP-SGD runs (seeds, epsilons) at once, each in a process of one thread, '
+                   'beside the other rows; 1: in this process, in turn')
     args = p.parse_args()
+    if args.jobs < 1: sys.exit(f"--jobs {args.jobs}: at least 1")
     device = resolve_device(args.device)
     if args.dataset != 'digits' and not (Path(args.root)/'MNIST'/'raw').exists():
         sys.exit(f"skipped: no MNIST under {args.root}")
@@ -128,6 +142,7 @@ def main():
                 f"what the full runs reach")
     else: steps = dict.fromkeys(('private', 'inf'), setup.get('gpu_steps', 300) if device.type != 'cpu' else 300)
     machine = (f"{platform.platform()}, {os.cpu_count()} CPUs, torch {torch.__version__} on {torch.get_num_threads()} threads, device {device}, "
+               + (f"DP-SGD runs in {args.jobs} processes of one thread at once, " if args.jobs > 1 else '') +
                f"load average {os.getloadavg()[0]:.1f} at start")
     command = f"python {' '.join(sys.argv)}"
     print(f"machine: {machine}\ncommand: {command}   (delta {delta}, seeds {args.seeds}, DPSD steps {steps})")
@@ -169,7 +184,13 @@ def main():
                       rows=[{**r, **{k: 'inf' for k in ('epsilon', 'target') if r.get(k) in ('inf', math.inf)}} for r in rows])
         tmp = out/f'.utility-{args.dataset}.json.{os.getpid()}.tmp'  # one per process: two commands may write the same table
         tmp.write_text(json.dumps(report, indent=1)); os.replace(tmp, out/f'utility-{args.dataset}.json')
-    runs = []  # one per private row and seed
+    runs, pending = [], {}  # one run per private row and seed; DP-SGD runs under way in other processes (--jobs)
+    if args.jobs > 1 and 'dpsgd' in args.rows:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+        pool = ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context('spawn'))
+        pending = {(seed, eps): pool.submit(_dpsgd_run, args.dataset, args.root, eps, delta, seed, str(device), 1)
+                   for seed in args.seeds for eps in (1., 10.) if wanted(eps)}
     for seed in args.seeds:
         for mode in ('label', 'data') if 'dpsd' in args.rows else ():
             for eps, q in setup['queries'].items():
@@ -209,10 +230,10 @@ def main():
             print(runs[-1], flush=True); write(rows + aggregate(runs))
         for eps in (1., 10.) if 'dpsgd' in args.rows else ():
             if not wanted(eps): continue
-            t0 = time.time()
-            student, achieved = train_dpsgd(data, eps, delta, seed=seed, device=device)  # dpsgd_recipe: chosen on the validation half
-            runs.append(dict(seed=seed, target=eps, method='DP-SGD (Opacus)', mode='', teachers=0, **scores(student), epsilon=achieved,
-                             queries=0, settings={**dpsgd_recipe(data.info.name, eps), 'accounting': 'pld'}, seconds=time.time() - t0, samples=None))
+            if pending: run = pending.pop((seed, eps)).result()
+            else: run = _dpsgd_run(args.dataset, args.root, eps, delta, seed, str(device), torch.get_num_threads())
+            runs.append(dict(seed=seed, target=eps, method='DP-SGD (Opacus)', mode='', teachers=0, **run,
+                             queries=0, settings={**dpsgd_recipe(data.info.name, eps), 'accounting': 'pld'}, samples=None))
             print(runs[-1], flush=True); write(rows + aggregate(runs))
         pate = setup['pate']
         for eps, q in pate['queries'].items() if 'pate' in args.rows else ():
