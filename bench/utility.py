@@ -100,14 +100,18 @@ def aggregate(runs:list) -> list:
     return rows
 
 
-def _dpsgd_run(dataset:str, root:str, eps:float, delta:float, seed:int, device:str, threads:int) -> dict:
-    "One DP-SGD row's run, in a process of its own (`--jobs`): the figures `main` records."
-    torch.set_num_threads(threads)
-    data = load_dataset(dataset, root=root)
+def _dpsgd_run(data, eps:float, delta:float, seed:int, device) -> dict:
+    "One DP-SGD row's run: the figures `main` records (accuracy on the held-out half, valid_accuracy on the other)."
     valid, held_out = validation_split(data.test)
     t0 = time.time()
-    student, achieved = train_dpsgd(data, eps, delta, seed=seed, device=torch.device(device))  # dpsgd_recipe: chosen on the validation half
+    student, achieved = train_dpsgd(data, eps, delta, seed=seed, device=device)  # dpsgd_recipe: chosen on the validation half
     return dict(accuracy=accuracy(student, held_out), valid_accuracy=accuracy(student, valid), epsilon=achieved, seconds=time.time() - t0)
+
+
+def _dpsgd_job(dataset:str, root:str, eps:float, delta:float, seed:int, device:str) -> dict:
+    "`_dpsgd_run` in a process of its own and one thread (`--jobs`), which loads the data itself."
+    torch.set_num_threads(1)
+    return _dpsgd_run(load_dataset(dataset, root=root), eps, delta, seed, torch.device(device))
 
 
 def main():
@@ -189,7 +193,7 @@ def main():
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
         pool = ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context('spawn'))
-        pending = {(seed, eps): pool.submit(_dpsgd_run, args.dataset, args.root, eps, delta, seed, str(device), 1)
+        pending = {(seed, eps): pool.submit(_dpsgd_job, args.dataset, args.root, eps, delta, seed, str(device))
                    for seed in args.seeds for eps in (1., 10.) if wanted(eps)}
     for seed in args.seeds:
         for mode in ('label', 'data') if 'dpsd' in args.rows else ():
@@ -231,7 +235,7 @@ def main():
         for eps in (1., 10.) if 'dpsgd' in args.rows else ():
             if not wanted(eps): continue
             if pending: run = pending.pop((seed, eps)).result()
-            else: run = _dpsgd_run(args.dataset, args.root, eps, delta, seed, str(device), torch.get_num_threads())
+            else: run = _dpsgd_run(data, eps, delta, seed, device)
             runs.append(dict(seed=seed, target=eps, method='DP-SGD (Opacus)', mode='', teachers=0, **run,
                              queries=0, settings={**dpsgd_recipe(data.info.name, eps), 'accounting': 'pld'}, samples=None))
             print(runs[-1], flush=True); write(rows + aggregate(runs))

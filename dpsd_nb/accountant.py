@@ -289,13 +289,14 @@ def epsilon_dpsgd(q:float, # Poisson sampling rate
                  ) -> float:
     "Epsilon at `delta` of `steps` DP-SGD steps under replace-one, from the antipodal pair's PLD or its RDP."
     z, steps, delta = _check_dpsgd_args(q, noise_multiplier, steps, delta, accounting)
-    if accounting == 'rdp': return eps_from_rdp(steps * rdp_sampled_gaussian(q, z), delta)[0]
+    rdp = eps_from_rdp(steps * rdp_sampled_gaussian(q, z), delta)[0]
+    if accounting == 'rdp': return rdp
     from dp_accounting import GaussianDpEvent, NeighboringRelation, PoissonSampledDpEvent  # imported here: 2 s, DP-SGD only
     from dp_accounting.pld.pld_privacy_accountant import PLDAccountant
     acc = PLDAccountant(NeighboringRelation.REPLACE_ONE, value_discretization_interval=PLD_INTERVAL)
     acc.compose(PoissonSampledDpEvent(q, GaussianDpEvent(z)), steps)  # sensitivity 1 in units of C: the pair P, Q above
     # both are upper bounds for the same pair: the smaller holds. RDP wins only at tiny delta, where the PLD's truncated tails bite
-    return min(float(acc.get_epsilon(delta)), eps_from_rdp(steps * rdp_sampled_gaussian(q, z), delta)[0])
+    return min(float(acc.get_epsilon(delta)), rdp)
 
 def calibrate_dpsgd(target_epsilon:float, # epsilon to reach after all steps
                     delta:float, # target delta
