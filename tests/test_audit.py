@@ -270,6 +270,51 @@ def test_opacus_adds_the_noise_we_account_for():
     assert abs(noise.std() / (z * C) - 1) < 0.1, noise.std()  # the sample sd's s.e. is about 1 / sqrt(2 steps) = 1.8%
     assert abs(noise.std() / (z * C / 2) - 1) > 0.5  # half the noise would fail the line above by far
 
+def _step_sums(digits, batches, K, shift=1, C=1e-3):
+    "The sums of clipped per-record gradients (no noise) of one `dpsgd_step` on each batch, from the same weights and shifts."
+    from opacus import PrivacyEngine
+    from dpsd_nb.evaluate import fresh_student, dpsgd_step
+    model = fresh_student(digits.info, 0, torch.device('cpu'))
+    opt = torch.optim.SGD(model.parameters(), lr=0.)  # lr 0: the weights never move, every batch sees the same model
+    loader = torch.utils.data.DataLoader(digits.train, batch_size=64)
+    model, opt, _ = PrivacyEngine().make_private(module=model, optimizer=opt, data_loader=loader, noise_multiplier=0., max_grad_norm=C)
+    sums = []
+    for x, y in batches:
+        dpsgd_step(model, opt, x, y, K, shift, np.random.default_rng(0), digits.info)  # the same shifts for every batch
+        sums.append(torch.cat([p.grad.flatten() for p in model.parameters()]) * opt.expected_batch_size)
+    return sums
+
+def test_augmult_adds_one_clipped_gradient_per_record(digits, monkeypatch):
+    "Augmentation multiplicity through Opacus as train_dpsgd steps: a record's K shifted copies add one clipped gradient, not K.\n"
+    "Replacing one record of a batch moves the step's sum of clipped gradients by at most 2C, the replace-one sensitivity the\n"
+    "accountant assumes. Broken variant: the copies counted as records (no mean before the clip) move it by up to 2KC."
+    import dpsd_nb.evaluate as E
+    x, y = (t[:32] for t in digits.train.tensors)
+    x2, y2 = x.clone(), y.clone(); x2[0], y2[0] = -x[0], (y[0] + 5) % 10  # record 0 replaced: its negative, another label
+    C = 1e-3  # every gradient is clipped
+    moved = lambda K: (lambda s: (s[0] - s[1]).norm().item())(_step_sums(digits, [(x, y), (x2, y2)], K, C=C))
+    for K in (1, 8): assert 0.5 * C < moved(K) <= 2 * C * (1 + 1e-4), (K, moved(K))
+    monkeypatch.setattr(E, 'mean_over_copies', lambda model, K: None)  # broken: each copy clipped as a record of its own
+    assert moved(8) > 2 * C * 1.5, moved(8)
+
+def test_augmult_keeps_each_records_copies_apart(digits, monkeypatch):
+    "Each record's per-sample gradient after `augmult_copies` and `mean_over_copies` comes from its own copies alone: replacing\n"
+    "record 0 leaves every other record's row bit for bit. Broken variant: copies tiled batch after batch (x.repeat), so each\n"
+    "row mixes K records and one record reaches K clipped rows (a sum moved by up to 2KC, which the test above can miss)."
+    from opacus import GradSampleModule
+    import dpsd_nb.evaluate as E
+    K, (x, y) = 4, (t[:8] for t in digits.train.tensors)
+    x2, y2 = x.clone(), y.clone(); x2[0], y2[0] = -x[0], (y[0] + 5) % 10
+    def rows(x, y):
+        model = GradSampleModule(E.fresh_student(digits.info, 0, torch.device('cpu')))
+        copies = E.augmult_copies(x, K, 1, np.random.default_rng(0), digits.info)
+        torch.nn.functional.cross_entropy(model(copies), y.repeat_interleave(K)).backward(); E.mean_over_copies(model, K)
+        return torch.cat([p.grad_sample.flatten(1) for p in model.parameters()], 1)
+    changed = lambda: ((rows(x, y) - rows(x2, y2)).abs().amax(1) > 0).tolist()
+    assert changed() == [True] + [False] * 7
+    monkeypatch.setattr(E, 'augmult_copies', lambda x, K, shift, rng, info: x.repeat(K, 1, 1, 1))
+    assert changed() != [True] + [False] * 7
+
 def test_dpsgd_batches_are_secret(digits, monkeypatch):
     "The Poisson batches of DP-SGD come from a secret generator too: with the same `seed`, two runs sample different batches."
     import dpsd_nb.evaluate as E
