@@ -5,16 +5,19 @@
 # %% ../nbs/03_mechanisms.ipynb 4
 from __future__ import annotations
 import math
+import random
 import secrets
 from dataclasses import dataclass
+from fractions import Fraction
 
 import torch
 import torch.nn.functional as F
 
 # %% auto 0
-__all__ = ['RR_MIN_OTHER', 'top_k', 'GaussianEvent', 'RREvent', 'Answer', 'Explanation', 'explain', 'check_noise_seed',
-           'noise_generator', 'noise_note', 'vote_counts', 'GaussianLabels', 'rr_keep_prob', 'rr_max_eps0',
-           'rr_keep_threshold', 'RandomizedResponse', 'ConfidentLabels', 'project_simplex', 'GaussianData']
+__all__ = ['RR_MIN_OTHER', 'DATA_GRID_BITS', 'top_k', 'GaussianEvent', 'RREvent', 'Answer', 'Explanation', 'explain',
+           'check_noise_seed', 'noise_generator', 'noise_note', 'discrete_gaussian', 'discrete_gaussian_pmf',
+           'vote_counts', 'GaussianLabels', 'rr_keep_prob', 'rr_max_eps0', 'rr_keep_threshold', 'RandomizedResponse',
+           'ConfidentLabels', 'project_simplex', 'on_grid', 'GaussianData']
 
 # %% ../nbs/03_mechanisms.ipynb 16
 def _check_k(k, classes:int|None=None):
@@ -160,6 +163,68 @@ def noise_note(noise_seed:int|None) -> str:
             "for teaching and tests only")
 
 # %% ../nbs/03_mechanisms.ipynb 29
+def _below(n:int, bits) -> int:
+    "A uniform integer in [0, n), exact: `bits(k)` returns k uniform bits."
+    k = n.bit_length()
+    r = bits(k)
+    while r >= n: r = bits(k)
+    return r
+
+def _bernoulli_exp_below_one(num:int, den:int, bits) -> bool:
+    "Bernoulli(exp(-num/den)) for 0 <= num <= den (CKS20, Algorithm 1): the first K with a failed Bernoulli(gamma/K) is odd."
+    k = 1
+    while _below(den * k, bits) < num: k += 1
+    return k % 2 == 1
+
+def _bernoulli_exp(num:int, den:int, bits) -> bool:
+    "Bernoulli(exp(-num/den)) for any num >= 0: one Bernoulli(exp(-1)) per unit of the integer part, then the fraction."
+    whole, rest = divmod(num, den)
+    return all(_bernoulli_exp_below_one(1, 1, bits) for _ in range(whole)) and _bernoulli_exp_below_one(rest, den, bits)
+
+# %% ../nbs/03_mechanisms.ipynb 30
+def _discrete_laplace(t:int, bits) -> int:
+    "One draw with Pr[y] proportional to exp(-|y| / t), y an integer (CKS20, Algorithm 2)."
+    while True:
+        u = _below(t, bits)
+        if not _bernoulli_exp_below_one(u, t, bits): continue
+        v = 0
+        while _bernoulli_exp_below_one(1, 1, bits): v += 1
+        x, negative = u + t * v, bits(1)
+        if not (negative and x == 0): return -x if negative else x
+
+def _discrete_gaussian_one(a:int, b:int, t:int, bits) -> int:
+    "One draw of N_Z(0, a/b) from discrete Laplace proposals of scale t (CKS20, Algorithm 3), in integers only."
+    while True:
+        y = _discrete_laplace(t, bits)
+        if _bernoulli_exp((abs(y) * b * t - a) ** 2, 2 * a * b * t * t, bits): return y  # gamma = (|y| - sigma^2/t)^2 / (2 sigma^2)
+
+# %% ../nbs/03_mechanisms.ipynb 31
+def _uniform_bits(generator:torch.Generator):
+    "`getrandbits` of a Mersenne Twister keyed by 624 words of `generator`: reproducible from its state, secret when it is."
+    words = torch.randint(0, 2**32, (_MT_WORDS,), generator=generator, device=generator.device).tolist()
+    return random.Random(int.from_bytes(b''.join(w.to_bytes(4, 'little') for w in words), 'little')).getrandbits
+
+def discrete_gaussian(sigma:float, # the discrete Gaussian's parameter, >= 0; 0 gives zeros (the non-private mode)
+                      shape, # shape of the draw
+                      generator:torch.Generator, # the source of every bit; a call uses 624 of its words, whatever the shape
+                     ) -> torch.Tensor:
+    "Exact, independent draws of N_Z(0, sigma^2), int64 on the generator's device."
+    sigma, n = _check_sigma(sigma), math.prod(shape)
+    if sigma == 0 or n == 0: return torch.zeros(shape, dtype=torch.long, device=generator.device)
+    s2 = Fraction(sigma) ** 2
+    a, b, t, bits = s2.numerator, s2.denominator, math.floor(sigma) + 1, _uniform_bits(generator)
+    return torch.tensor([_discrete_gaussian_one(a, b, t, bits) for _ in range(n)], dtype=torch.long, device=generator.device).view(shape)
+
+# %% ../nbs/03_mechanisms.ipynb 33
+def discrete_gaussian_pmf(sigma:float, # the parameter, > 0
+                          support:torch.Tensor, # integers at which to evaluate
+                         ) -> torch.Tensor:
+    "Pr[X = x] of N_Z(0, sigma^2) at each integer of `support`, float64."
+    r = int(40 * sigma + 40)
+    log_norm = torch.logsumexp(-torch.arange(-r, r + 1, dtype=torch.float64) ** 2 / (2 * sigma**2), 0)
+    return torch.exp(-torch.as_tensor(support, dtype=torch.float64) ** 2 / (2 * sigma**2) - log_norm)
+
+# %% ../nbs/03_mechanisms.ipynb 39
 def vote_counts(teacher_logits:torch.Tensor, # (M, B, C) the teachers' logits
                 candidates:torch.Tensor, # (B, k) candidate classes per sample
                ) -> torch.Tensor:
@@ -167,21 +232,23 @@ def vote_counts(teacher_logits:torch.Tensor, # (M, B, C) the teachers' logits
     votes = teacher_logits.argmax(-1)  # (M, B)
     return (votes.unsqueeze(-1) == candidates.unsqueeze(0)).sum(0).to(teacher_logits.dtype)
 
-def _add_gaussian(clean, sigma, g):
-    return clean + sigma * torch.randn(clean.shape, generator=g, device=clean.device, dtype=clean.dtype)
+def _add_noise(counts, sigma, g):
+    "Integer-valued `counts` plus exact discrete Gaussian noise N_Z(0, sigma^2), in the counts' dtype: integers again."
+    if not torch.equal(counts, counts.round()): raise ValueError("counts must hold integers: the discrete Gaussian is exact on the integer grid only")
+    return (counts.long() + discrete_gaussian(sigma, counts.shape, g).to(counts.device)).to(counts.dtype)
 
 @dataclass(frozen=True)
 class GaussianLabels(_Mechanism):
     "Label mode: noisy argmax of the teachers' vote counts on the top-`k` candidates."
-    sigma:float # std of the Gaussian noise added to each vote count; 0 = non-private
+    sigma:float # parameter of the discrete Gaussian noise added to each vote count; 0 = non-private
     k:int # number of candidates, 1..C
     sensitivity = math.sqrt(2) # one teacher moves one vote: -1 on one count, +1 on another
     def __post_init__(self): _check_sigma(self.sigma); _check_k(self.k)
     def events(self, count:int): return (GaussianEvent(self.sigma, self.sensitivity, count),)
     def _clean(self, teacher_logits, student_probs, cand): return vote_counts(teacher_logits, cand)
-    def _noise(self, clean, g): return _add_gaussian(clean, self.sigma, g)
+    def _noise(self, clean, g): return _add_noise(clean, self.sigma, g)
 
-# %% ../nbs/03_mechanisms.ipynb 36
+# %% ../nbs/03_mechanisms.ipynb 48
 def rr_keep_prob(eps0:float, # per-answer epsilon
                  k:int, # number of candidates
                 ) -> float:
@@ -227,7 +294,7 @@ class RandomizedResponse(_Mechanism):
         idx = torch.where(clean.max(1).values < 1, torch.randint(_GRID, (B,), generator=g, device=dev) % k, idx)  # no vote: uniform
         return F.one_hot(idx, k).to(clean.dtype)
 
-# %% ../nbs/03_mechanisms.ipynb 42
+# %% ../nbs/03_mechanisms.ipynb 54
 def _check_threshold(threshold):
     if isinstance(threshold, bool) or not (isinstance(threshold, (int, float)) and math.isfinite(threshold)):
         raise ValueError(f"threshold={threshold!r}: the threshold in votes must be a finite number (e.g. 0.8 M for M teachers)")
@@ -235,9 +302,9 @@ def _check_threshold(threshold):
 
 @dataclass(frozen=True)
 class ConfidentLabels(_Mechanism):
-    "Label mode, Confident-GNMax: GNMax on the candidates, only where the top count plus N(0, sigma1^2) reaches `threshold`."
+    "Label mode, Confident-GNMax: GNMax on the candidates, only where the top count plus N_Z(0, sigma1^2) reaches `threshold`."
     sigma1:float # std of the noise on the top candidate's count for the check; 0 = non-private
-    threshold:float # T, in votes: the query is answered iff max count + N(0, sigma1^2) >= T
+    threshold:float # T, in votes: the query is answered iff max count + N_Z(0, sigma1^2) >= T
     sigma2:float # std of the noise on each candidate's count for the answer (GNMax); 0 = non-private
     k:int # number of candidates, 2..C
     def __post_init__(self):
@@ -249,14 +316,14 @@ class ConfidentLabels(_Mechanism):
     def _clean(self, teacher_logits, student_probs, cand): return vote_counts(teacher_logits, cand)
     def _noise(self, clean, g):
         "One-hot of GNMax's answer where the noisy top count reached the threshold, zeros elsewhere."
-        passed = _add_gaussian(clean.max(1).values, self.sigma1, g) >= self.threshold
-        return F.one_hot(_add_gaussian(clean, self.sigma2, g).argmax(1), self.k).to(clean.dtype) * passed.unsqueeze(1)
+        passed = _add_noise(clean.max(1).values.double(), self.sigma1, g) >= self.threshold  # an integer against T, in float64: exact
+        return F.one_hot(_add_noise(clean, self.sigma2, g).argmax(1), self.k).to(clean.dtype) * passed.unsqueeze(1)
     def _labels(self, noisy, cand, student_probs, M):
         answered = noisy.any(1)  # the one-hot row of an answer, zeros where the check failed
         labels = torch.where(answered, cand.gather(1, noisy.argmax(1, keepdim=True)).squeeze(1), -1)
         return labels, F.one_hot(labels.clamp(min=0), student_probs.shape[-1]).to(student_probs.dtype) * answered.unsqueeze(1)
 
-# %% ../nbs/03_mechanisms.ipynb 48
+# %% ../nbs/03_mechanisms.ipynb 60
 def project_simplex(v:torch.Tensor, # (..., n) points to project, one per row
                    ) -> torch.Tensor:
     "Euclidean projection of each row of `v` onto the probability simplex {w >= 0, sum w = 1}."
@@ -267,15 +334,24 @@ def project_simplex(v:torch.Tensor, # (..., n) points to project, one per row
     theta = css.gather(-1, rho - 1) / rho.to(v.dtype)
     return (v - theta).clamp(min=0)
 
-# %% ../nbs/03_mechanisms.ipynb 51
+# %% ../nbs/03_mechanisms.ipynb 63
+DATA_GRID_BITS = 10  # data mode releases multiples of 2^-10
+
+def on_grid(v:torch.Tensor, # (..., k) vectors of norm below 1
+           ) -> torch.Tensor:
+    "Each row rounded towards zero to a multiple of 2^-DATA_GRID_BITS, in grid steps (int64); every norm stays below 1."
+    steps = torch.trunc(v.double() * 2**DATA_GRID_BITS).long()
+    inside = (steps * steps).sum(-1, keepdim=True) < 4**DATA_GRID_BITS
+    return torch.where(inside, steps, torch.div(steps, 2, rounding_mode='trunc'))
+
 @dataclass(frozen=True)
 class GaussianData(_Mechanism):
-    "Data mode: Gaussian noise on the teachers' summed, normalized corrections of the student on the candidates."
-    sigma:float # std of the Gaussian noise added to each coordinate of the sum; 0 = non-private
+    "Data mode: discrete Gaussian noise on the teachers' summed, normalized corrections of the student on the candidates, on a grid."
+    sigma:float # parameter of the discrete Gaussian noise on each coordinate of the sum, in the vectors' units; 0 = non-private
     k:int # number of candidates, 1..C
     gamma:float=1e-3 # normalization v / (||v|| + gamma) keeps each teacher's norm below 1
     eta:float=1.0 # step size of the soft label along the mean noisy correction
-    sensitivity = 2.0 # one teacher's vector (norm < 1) replaced by another (norm < 1)
+    sensitivity = 2.0 # one teacher's grid vector (norm < 1) replaced by another (norm < 1)
     def __post_init__(self):
         _check_sigma(self.sigma); _check_k(self.k)
         if not (isinstance(self.gamma, (int, float)) and 0 < self.gamma < math.inf):
@@ -284,12 +360,14 @@ class GaussianData(_Mechanism):
             raise ValueError(f"eta={self.eta!r}: the step size must be a finite number > 0")
     def events(self, count:int): return (GaussianEvent(self.sigma, self.sensitivity, count),)
     def _clean(self, teacher_logits, student_probs, cand):
-        "Sum over teachers of the normalized corrections v_ij on the candidates, (B, k)."
+        "Sum over teachers of the normalized corrections v_ij on the candidates, on the grid, (B, k) float64."
         pt = teacher_logits.softmax(-1).gather(-1, cand.expand(len(teacher_logits), *cand.shape))
-        v = pt - student_probs.gather(1, cand)
-        return (v / (v.norm(dim=-1, keepdim=True) + self.gamma)).sum(0)
-    def _noise(self, clean, g): return _add_gaussian(clean, self.sigma, g)
+        v = (pt - student_probs.gather(1, cand)).double()
+        return on_grid(v / (v.norm(dim=-1, keepdim=True) + self.gamma)).sum(0).double() / 2**DATA_GRID_BITS
+    def _noise(self, clean, g):
+        "The sum plus N_Z(0, (sigma 2^10)^2) in grid steps: a multiple of 2^-10 again."
+        return _add_noise(clean * 2**DATA_GRID_BITS, self.sigma * 2**DATA_GRID_BITS, g) / 2**DATA_GRID_BITS
     def _labels(self, noisy, cand, student_probs, M):
-        soft_k = project_simplex(student_probs.gather(1, cand) + self.eta * noisy / M)
+        soft_k = project_simplex(student_probs.gather(1, cand) + self.eta * noisy.to(student_probs.dtype) / M)
         soft = torch.zeros_like(student_probs).scatter(1, cand, soft_k)
         return soft.argmax(1), soft
