@@ -309,8 +309,9 @@ class ReleasedEpsilon:
 
 # %% ../nbs/13_pate.ipynb 58
 def _ls_total(v, a, threshold, sigma1, sigma2, order, M):
-    ls = ls_gnmax(v[a], sigma2, order, M).sum(0) if a.any() else 0.
-    return ls + ls_threshold(v, threshold, sigma1, order, M).sum(0) if threshold is not None else ls
+    "A(d) of the whole data-dependent RDP: each query's A(d) made non-decreasing in d (a bound within distance d), then summed."
+    parts = ([ls_gnmax(v[a], sigma2, order, M)] if a.any() else []) + ([] if threshold is None else [ls_threshold(v, threshold, sigma1, order, M)])
+    return sum(np.maximum.accumulate(p, -1).sum(0) for p in parts)
 
 def release_epsilon(votes, answered, threshold:float|None, sigma1:float|None, sigma2:float, # as in `pate_epsilon`
                     delta:float, # target delta
@@ -342,7 +343,7 @@ def release_epsilon(votes, answered, threshold:float|None, sigma1:float|None, si
                            "epsilon and data_independent_total are DP (safe to publish; the guarantee is data_independent_total); not_private is NOT private",
                            dict(rdp_data_dependent=exact, smooth_sensitivity=ss, noise_std=ss * sigma_ss, privacy=NOT_PRIVATE))
 
-# %% ../nbs/13_pate.ipynb 65
+# %% ../nbs/13_pate.ipynb 66
 def public_votes(teachers, # a `TeacherCNN`, or teachers of your own (see `models.as_teachers`)
                  x:torch.Tensor, # (N, C, H, W) public images, normalized like the private ones
                  batch:int=1024, # images per forward pass
@@ -351,7 +352,7 @@ def public_votes(teachers, # a `TeacherCNN`, or teachers of your own (see `model
     t = as_teachers(teachers)
     with evaluating(t): return torch.cat([class_votes(t(xb.to(device_of(t)))).cpu() for xb in x.split(batch)])
 
-# %% ../nbs/13_pate.ipynb 67
+# %% ../nbs/13_pate.ipynb 68
 PAPER_RATIO = 150 / 40  # sigma1 / sigma2 of the paper's MNIST setting: T = 200, sigma1 = 150, sigma2 = 40 for 250 teachers
 
 def worst_case_epsilon(queries:int, # queries asked
@@ -373,7 +374,7 @@ def calibrate_confident(target_epsilon:float, # epsilon if every query is answer
     sigma2 = calibrate_gaussian(target_epsilon, delta, queries, math.sqrt(2 + 1 / ratio**2))  # per query: lambda / sigma2^2 + lambda / (2 sigma1^2)
     return ratio * sigma2, sigma2
 
-# %% ../nbs/13_pate.ipynb 71
+# %% ../nbs/13_pate.ipynb 72
 @dataclass
 class PateStudent:
     "A student trained on public images labelled by Confident-GNMax, and what its labels cost."
@@ -393,7 +394,7 @@ class PateStudent:
         "The epsilon to publish: the answers', or the answers' and the release's together if the data-dependent epsilon is released."
         return self.epsilon if self.released is None else self.released.data_independent_total
 
-# %% ../nbs/13_pate.ipynb 72
+# %% ../nbs/13_pate.ipynb 73
 def _check_public(info, x, M, threshold, student_steps):
     if not isinstance(x, torch.Tensor) or x.ndim != 4: raise ValueError(f"public_x={type(x).__name__} of shape {tuple(getattr(x, 'shape', ()))}: expected a tensor (N, {', '.join(map(str, info.shape))})")
     if not len(x): raise ValueError("public_x holds no images: PATE's student learns from public unlabeled images; pass some (e.g. the validation half of the test split)")
@@ -410,7 +411,7 @@ def _release_order(order, queries, sigma1, sigma2, delta, classes):
                          f"with {classes} classes (see `smooth_conditions`); pass a smaller release_order, or release=False")
     return float(order)
 
-# %% ../nbs/13_pate.ipynb 73
+# %% ../nbs/13_pate.ipynb 74
 def pate_student(teachers, # a `TeacherCNN`, or teachers of your own (see `models.as_teachers`)
                  info:DataInfo, # the data set: the student's input shape and classes
                  public_x:torch.Tensor, # (N, C, H, W) public unlabeled images, each asked once

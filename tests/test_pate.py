@@ -7,6 +7,10 @@
 - brute force over every histogram of 12 teachers in 3 classes: the smooth sensitivity bounds
   e^(-beta d) times the exact local sensitivity of every histogram d teachers away (where conditions
   C5/C6 hold, and a counter-example where they fail);
+- brute force over every tuple of one or two queries' histograms of 4-6 teachers (one changed teacher moves a vote in every
+  query at once): the release's A(d) of the summed RDP bounds its true local sensitivity within distance d, and the smooth
+  sensitivity is beta-smooth; the queries' A(d) summed as they are (the reference's construction) is not (ratios 1.2-2.0
+  against e^beta = 1.08 with sigma1 1-2);
 - audits: Confident-GNMax on neighbouring histograms (one teacher's vote moved), a million draws with
   fixed noise seeds, the event picked on one half and bounded (Clopper-Pearson) on the other: a lower
   bound on epsilon at delta below the claimed data-independent epsilon, above it with half the noise;
@@ -233,6 +237,83 @@ def test_smooth_sensitivity_threshold_covers_brute_force(T):
     bound = ls_threshold(HISTOGRAMS, T, 1., 3.)
     assert ls.max() > .05
     for beta in (.05, .3, 1.): assert ss_shortfall(ls, bound, beta) <= 1e-12, beta
+
+
+# ---------- the smooth sensitivity of the whole sum over queries, by brute force ----------
+# A record changes one teacher, which may change its vote on every query at once. A data set is here the tuple of the
+# queries' histograms; its neighbours are every tuple reached by moving at most one vote in each query (any teacher can
+# hold any pair of votes whose classes have a vote). The release needs A(d) of the sum to bound the local sensitivity
+# within distance d, and its smooth sensitivity to change by at most e^beta between neighbours.
+
+def query_tuples(M, C, K):
+    "Every K-tuple of histograms of M teachers in C classes (n, K, C), which are neighbours, and their distance (changed teachers)."
+    H = np.array([h for h in itertools.product(range(M + 1), repeat=C) if sum(h) == M], dtype=float)
+    one = np.maximum(H[:, None] - H[None], 0).sum(-1) <= 1
+    idx = np.array(list(itertools.product(range(len(H)), repeat=K)))
+    adj = np.logical_and.reduce([one[idx[:, k]][:, idx[:, k]] for k in range(K)])
+    dist, reach = np.where(np.eye(len(idx), dtype=bool), 0, M + 1), np.eye(len(idx), dtype=bool)
+    for d in range(1, M + 1):  # breadth-first, all sources at once
+        reach = reach.astype(np.int64) @ adj.astype(np.int64) > 0
+        dist[(dist > M) & reach] = d
+    return H[idx], adj, dist
+
+SUM_ORDER, SUM_BETA, SUM_SIGMA2 = 2., .08, 1.
+
+def summed_at_d(V, answered, T, sigma1):
+    "The construction before the fix (and the reference's): each query's A(d) at distance exactly d, summed as it is."
+    M = int(V[0, 0].sum())
+    return (sum(ls_threshold(V[:, k], T, sigma1, SUM_ORDER, M) for k in range(V.shape[1]))
+            + sum(ls_gnmax(V[:, k], SUM_SIGMA2, SUM_ORDER, M) for k in np.flatnonzero(answered)))
+
+def package_total(V, answered, T, sigma1):
+    "The package's A(d) of the sum, one tuple at a time."
+    M = int(V[0, 0].sum())
+    return np.stack([pate._ls_total(v, np.asarray(answered), T, sigma1, SUM_SIGMA2, SUM_ORDER, M) for v in V])
+
+def sum_brute_force(M, C, K, T, sigma1, answered, total):
+    """How far A(d) falls short of the true local sensitivity within d, how far the smooth sensitivity falls short of the true
+    one (both <= 0 when covered, relative to the bound), and the worst S(x) / S(x') over neighbours."""
+    V, adj, dist = query_tuples(M, C, K)
+    f = (sum(rdp_threshold(V[:, k], T, sigma1, [SUM_ORDER])[:, 0] for k in range(K))
+         + sum(rdp_gnmax(V[:, k], SUM_SIGMA2, [SUM_ORDER])[:, 0] for k in np.flatnonzero(answered)))
+    ls = np.array([np.abs(f[adj[i]] - f[i]).max() for i in range(len(f))])
+    within = np.stack([np.where(dist <= d, ls[None], 0.).max(1) for d in range(M)], 1)
+    A = total(V, answered, T, sigma1)
+    ss = smooth_sensitivity(A, SUM_BETA)
+    true_ss = (np.exp(-SUM_BETA * dist) * ls[None]).max(1)
+    worst = max(float(ss[i] / ss[adj[i]].min()) if ss[adj[i]].min() > 0 else (math.inf if ss[i] > 0 else 1.) for i in range(len(f)))
+    return float((within - A * (1 + 1e-9)).max()), float((true_ss - ss * (1 + 1e-9)).max()), worst
+
+SUM_CASES = {  # M, C, K, T, sigma1, answered
+    'two checks, sigma1 1': (6, 2, 2, 1, 1., (False, False)),
+    'two checks, sigma1 2': (4, 2, 2, 4, 2., (False, False)),
+    'two checks, one answered': (6, 2, 2, 5, 1., (True, False)),
+    'two answered, 3 classes': (4, 3, 2, 2, 1., (True, True)),
+    'one query, its check and GNMax': (6, 3, 1, 1, 1., (True,)),
+    'sigma1 5': (5, 2, 2, 3, 5., (True, False)),
+}
+
+def assert_covers_and_smooth(case):
+    shortfall, ss_shortfall, worst = sum_brute_force(*case, package_total)
+    assert shortfall <= 1e-12, (case, shortfall)  # (a) A(d) bounds the local sensitivity of the sum anywhere within d teachers
+    assert ss_shortfall <= 1e-12, (case, ss_shortfall)  # so S bounds the true smooth sensitivity
+    assert worst <= math.exp(SUM_BETA) * (1 + 1e-9), (case, worst)  # (b) beta-smooth: S(x) <= e^beta S(x') for neighbours
+
+@pytest.mark.parametrize('case', SUM_CASES)
+def test_summed_smooth_sensitivity_covers_and_is_smooth(case): assert_covers_and_smooth(SUM_CASES[case])
+
+def test_summed_smooth_sensitivity_on_every_small_setting():
+    "Two queries of 4 teachers in 2 classes: every threshold, every answered pattern, sigma1 1, 2, 5 (and 3 classes at sigma1 1)."
+    for C, sigma1 in ((2, 1.), (2, 2.), (2, 5.), (3, 1.)):
+        for T in range(1, 5):
+            for answered in itertools.product((False, True), repeat=2): assert_covers_and_smooth((4, C, 2, T, sigma1, answered))
+
+@pytest.mark.parametrize('case', list(SUM_CASES)[:5])
+def test_summed_at_distance_d_is_not_smooth(case):
+    "The queries' A(d) summed as they are: S(x) / S(x') reaches 1.2-2.0 against e^beta = 1.08, and can miss the true smooth sensitivity."
+    shortfall, ss_shortfall, worst = sum_brute_force(*SUM_CASES[case], summed_at_d)
+    assert worst > 1.1 * math.exp(SUM_BETA), worst
+    if case == 'two checks, sigma1 1': assert shortfall > .9 and ss_shortfall > .2, (shortfall, ss_shortfall)
 
 
 def test_gnss_rdp_closed_form():
