@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings, strategies as st
 from scipy import stats
 
-from dpsd_nb.mechanisms import (GaussianEvent, RREvent, GaussianLabels, GaussianData, RandomizedResponse, explain,
+from dpsd_nb.mechanisms import (DATA_GRID_BITS, discrete_gaussian_pmf, GaussianEvent, RREvent, GaussianLabels, GaussianData, RandomizedResponse, explain,
                                 project_simplex, rr_keep_prob, top_k, vote_counts)
 from dpsd_nb.accountant import (DEFAULT_ORDERS, Accountant, calibrate, calibrate_gaussian, calibrate_rr, epsilon_gaussian,
                                 epsilon_rr, eps_from_rdp, privacy_unit, rdp, rdp_gaussian, rdp_rr)
@@ -127,16 +127,26 @@ def test_gnmax_two_candidates(margin, sigma):
     votes = [[0] * n] * (margin + 2) + [[1] * n] * 2
     sp = torch.tensor([0.5, 0.4, 0.1]).expand(n, 3)
     labels = GaussianLabels(sigma, 2).answer(ensemble(votes, 3), sp, torch.Generator().manual_seed(SEED)).labels
-    expected = stats.norm.cdf(margin / (sigma * math.sqrt(2)))
+    r = int(40 * sigma + 40); z = torch.arange(-r, r + 1); p = discrete_gaussian_pmf(sigma, z)
+    expected = (p[:, None] * p[None] * (z[None] - z[:, None] <= margin)).sum().item()  # Pr[Z1 - Z0 <= margin]: a tie goes to candidate 0
     assert abs((labels == 0).float().mean().item() - expected) < 4.5 * math.sqrt(expected * (1 - expected) / n)
 
 @pytest.mark.parametrize('mech', [GaussianLabels(2.5, 4), GaussianData(0.7, 3)])
-def test_noise_is_gaussian_with_std_sigma(mech):
+def test_noise_is_the_discrete_gaussian_with_parameter_sigma(mech):
     g = torch.Generator().manual_seed(SEED)
     ex = explain(mech, torch.randn(7, 30_000, 10, generator=g), torch.randn(30_000, 10, generator=g).softmax(-1), g)
-    noise = (ex.answer.noisy - ex.clean).flatten().double().numpy()
-    assert noise.std() == pytest.approx(mech.sigma, rel=0.02) and abs(noise.mean()) < 0.02 * mech.sigma
-    assert stats.kstest(noise / mech.sigma, 'norm').pvalue > 1e-4
+    noise = (ex.answer.noisy - ex.clean).flatten().double()
+    assert noise.std().item() == pytest.approx(mech.sigma, rel=0.02) and abs(noise.mean().item()) < 0.02 * mech.sigma
+    unit = 1. if isinstance(mech, GaussianLabels) else 2.**-DATA_GRID_BITS  # integers, or multiples of data mode's grid
+    steps = (noise / unit).round().long()
+    assert torch.equal(steps.double() * unit, noise)
+    s = mech.sigma / unit; support = torch.arange(-int(4 * s), int(4 * s) + 1)  # bins of about sigma / 4 (data mode), one per integer (labels)
+    width = max(1, int(s // 4)); bins = torch.div(support, width, rounding_mode='floor')
+    expected = torch.zeros(int(bins.max() - bins.min()) + 1, dtype=torch.float64).index_add_(0, bins - bins.min(), discrete_gaussian_pmf(s, support))
+    inside = (steps >= support[0]) & (steps <= support[-1])
+    observed = torch.bincount(torch.div(steps[inside], width, rounding_mode='floor') - bins.min(), minlength=len(expected)).double()
+    observed, expected = torch.cat([observed, (~inside).sum().double()[None]]), torch.cat([expected, (1 - expected.sum())[None]]) * len(noise)
+    assert stats.chisquare(observed.numpy(), expected.numpy() * observed.sum().item() / expected.sum().item()).pvalue > 1e-4
 
 
 # ---------- sensitivity: replacing one teacher moves the clean scores by at most the stated amount ----------
