@@ -8,7 +8,13 @@ broken variant of the package:
     the worst query found gives a Clopper-Pearson lower bound on epsilon that stays at or below the claim,
     for label/Gaussian, label/RR and data mode; broken variants (stratified partition, half the calibrated
     sigma, three times the claimed eps0) exceed their claim;
-(c) the noise is secret: two runs with the same seed draw different noise unless reproducible noise is asked for.
+(c) the noise is secret: two runs with the same seed draw different noise unless reproducible noise is asked for;
+(d) the noise is exact: through a `Distiller`'s oracle, a candidate whose clean count is 0 on D and 1 on D' never shows
+    the low-order-bit event of Mironov (2012) that a float32 Gaussian leaves (a value in [-1, -0.5) at an odd multiple
+    of 2^-24, reachable from the count 0 only), so its Clopper-Pearson lower bound on delta stays at or below the
+    claim; every released count is an integer and every data-mode score a multiple of 2^-10; broken variant: the
+    float32 sampler the package used before (3,478 events against 0 in 200,000 answers each: delta >= 0.016 where 1e-5
+    is claimed).
 (b) is repeated through the entry point for teachers of your own: the same trained teachers as a list of single
     modules inside a `Distiller`'s oracle, with the run's own calibrated mechanism; broken variant: a third of its
     sigma (a tenth of the draws: the teachers run on every copy of the query).
@@ -29,6 +35,7 @@ import dpsd_nb.teachers as teachers_module
 from dpsd_nb.data import Data, load_dataset
 from dpsd_nb.models import member
 from dpsd_nb.teachers import TeacherConfig, train_teachers, teacher_logits
+import dpsd_nb.mechanisms as mechanisms
 from dpsd_nb.mechanisms import GaussianData, GaussianLabels, RandomizedResponse, explain, noise_generator
 from dpsd_nb.accountant import Accountant, calibrate
 from dpsd_nb.distill import Distiller, DistillConfig, PrivacyConfig
@@ -370,3 +377,49 @@ def test_audit_through_the_entry_point_exceeds_the_claim_with_less_noise(neighbo
     broken = GaussianLabels(sigma=mech.sigma / ENTRY_BROKEN, k=10)  # the oracle answers with less noise, the run claims the calibrated epsilon
     eps = oracle_audit(broken, neighbour_runs, queries, *neighbours, worst_for_the_runs)
     assert eps > claimed(mech), (eps, claimed(mech))
+
+
+# ---------- (d) exact noise: no floating-point grid tells neighbouring counts apart ----------
+LOW_BIT_DRAWS = 200_000  # answers per data set; the float32 sampler shows the event in about 1 of 50
+
+def low_bit_events(noisy):
+    "How many noisy counts lie in [-1, -0.5) at an odd multiple of 2^-24 (Mironov's low-order bit, for the Gaussian)."
+    x = noisy.to(torch.float32)
+    return int(((x >= -1) & (x < -.5) & ((x.double() * 2**24) % 2 == 1)).sum())
+
+def float32_noise(counts, sigma, g):
+    "The sampler before the fix, the broken variant: float32 Gaussian noise added to the counts."
+    return counts + sigma * torch.randn(counts.shape, generator=g, dtype=counts.dtype, device=counts.device)
+
+@pytest.fixture(scope='module')
+def zero_against_one(neighbours, neighbour_runs):
+    "A query and candidate whose clean count is 0 on one data set and 1 on the other, and the oracles ordered (count 0, count 1)."
+    mech, (a, b) = neighbour_runs[0].mechanism, neighbours
+    ca, cb = clean_scores(mech, a), clean_scores(mech, b)
+    for first, second, runs in ((ca, cb, neighbour_runs), (cb, ca, neighbour_runs[::-1])):
+        hits = ((first == 0) & (second == 1)).nonzero()
+        if len(hits): return int(hits[0, 0]), int(hits[0, 1]), runs
+    pytest.fail('no candidate count moves from 0 to 1 between the neighbours: the low-bit audit would be vacuous')
+
+def low_bit_delta(mech, runs, queries, q, c):
+    "Clopper-Pearson lower bound on delta (at the run's epsilon) from the low-bit event on candidate c, count 0 against count 1."
+    x, probs = queries[q:q + 1].expand(LOW_BIT_DRAWS, -1, -1, -1), PROBS.expand(LOW_BIT_DRAWS, 10)
+    k0, k1 = (low_bit_events(run.oracle.answer(x, probs, mech, noise_generator(noise_seed=s)).noisy[:, c])
+              for run, s in zip(runs, (AUDIT_SEED, AUDIT_SEED + 1)))
+    return cp_lower(k0, LOW_BIT_DRAWS) - math.exp(claimed(mech)) * cp_upper(k1, LOW_BIT_DRAWS), (k0, k1)
+
+def test_noisy_counts_have_no_low_bits_that_tell_neighbours_apart(neighbour_runs, queries, zero_against_one):
+    mech, (q, c, runs) = neighbour_runs[0].mechanism, zero_against_one
+    delta, events = low_bit_delta(mech, runs, queries, q, c)
+    assert events == (0, 0) and delta <= DELTA, (events, delta)
+    for run in runs:  # every released count an integer, every data-mode score a multiple of 2^-10, on both data sets
+        x, probs = queries[q:q + 1].expand(1000, -1, -1, -1), PROBS.expand(1000, 10)
+        labels = run.oracle.answer(x, probs, mech, noise_generator(noise_seed=1)).noisy
+        data = run.oracle.answer(x, probs, GaussianData(mech.sigma, 10), noise_generator(noise_seed=1)).noisy * 2**10
+        assert torch.equal(labels, labels.round()) and torch.equal(data, data.round())
+
+def test_low_bit_audit_catches_the_float32_sampler(neighbour_runs, queries, zero_against_one, monkeypatch):
+    monkeypatch.setattr(mechanisms, '_add_noise', float32_noise)
+    mech, (q, c, runs) = neighbour_runs[0].mechanism, zero_against_one
+    delta, events = low_bit_delta(mech, runs, queries, q, c)
+    assert events[0] > 0 and events[1] == 0 and delta > DELTA, (events, delta)
