@@ -21,7 +21,7 @@ from .data import DataInfo
 from .models import Generator, student_cnn, resolve_device, seeded, as_teachers, TeacherModules, device_of, evaluating
 from .models import _tensors, _tensor_key, _informative
 from .teachers import teacher_logits, save_atomic
-from .mechanisms import (Answer, ConfidentLabels, GaussianLabels, GaussianData, RandomizedResponse, check_noise_seed, explain,
+from .mechanisms import (Answer, ConfidentLabels, GaussianLabels, GaussianData, RandomizedResponse, check_noise_seed, discrete_gaussian_pmf, explain,
                          noise_generator, rr_keep_prob)
 from .accountant import NEIGHBOUR_RELATION, Accountant, calibrate, check_delta
 from .improve import balanced_pick, ema_warmup, soft_vote_targets, denoise_targets
@@ -451,15 +451,22 @@ def fit(self:Distiller):
 
 
 # %% ../nbs/05b_distiller.ipynb 34
-def own_vote_chance(mechanism) -> float|None:
-    "With one teacher: the chance that a label-mode answer is that teacher's own vote (among the candidates); None in data mode."
+def own_vote_chance(mechanism, # a label-mode mechanism (None is returned in data mode)
+                    votes:int=1, # how many teachers vote for the class, every other candidate getting none
+                    position:int|None=None, # the class's place among the candidates (ties go to the first); None: the average
+                   ) -> float|None:
+    "The chance that a label-mode answer is the class `votes` teachers vote for (one teacher: its own vote); None in data mode."
     if isinstance(mechanism, RandomizedResponse): return rr_keep_prob(mechanism.eps0, mechanism.k)
-    if isinstance(mechanism, ConfidentLabels): return own_vote_chance(GaussianLabels(mechanism.sigma2, mechanism.k))  # of the answered ones
+    if isinstance(mechanism, ConfidentLabels): return own_vote_chance(GaussianLabels(mechanism.sigma2, mechanism.k), votes, position)  # of the answered ones
     if not isinstance(mechanism, GaussianLabels): return None
+    if isinstance(votes, bool) or not isinstance(votes, int) or votes < 1: raise ValueError(f"votes={votes!r}: the number of teachers voting for the class, an integer >= 1")
     if mechanism.sigma == 0 or mechanism.k == 1: return 1.
-    u = torch.linspace(-12, 12, 24001, dtype=torch.float64)  # the teacher's noise in units of sigma, against the k - 1 others'
-    density = torch.exp(-u**2 / 2) / math.sqrt(2 * math.pi) * torch.special.ndtr(u + 1 / mechanism.sigma) ** (mechanism.k - 1)
-    return torch.trapezoid(density, u).item()
+    s, k = mechanism.sigma, mechanism.k
+    z = torch.arange(-int(40 * s + 40) - votes, int(40 * s + 40) + 1)
+    p = discrete_gaussian_pmf(s, z); F = p.cumsum(0)  # the class's noise z; F[i] = Pr[Z <= z[i]]
+    before, after = F[votes - 1:-1], F[votes:]  # at each z: Pr[an earlier candidate's noise < z + votes], a later one's <= z + votes
+    chance = lambda a: (p[:-votes] * before ** a * after ** (k - 1 - a)).sum().item()
+    return chance(position) if position is not None else sum(map(chance, range(k))) / k
 
 def single_teacher_note(mechanism, privacy:PrivacyConfig) -> str:
     "What the budget of `privacy` leaves of one teacher's answers, in numbers."
