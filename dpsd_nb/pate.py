@@ -16,7 +16,7 @@ from torch.utils.data import TensorDataset
 from .accountant import DEFAULT_ORDERS, NEIGHBOUR_RELATION, calibrate_gaussian, check_delta, conversion, eps_from_rdp, rdp_gaussian
 from .data import DataInfo
 from .evaluate import fit_classifier, fresh_student
-from .mechanisms import noise_generator
+from .mechanisms import discrete_gaussian, noise_generator
 from .models import as_teachers, device_of, evaluating
 from .teachers import class_votes
 
@@ -38,17 +38,24 @@ def _check_votes(votes):
     return v
 
 # %% ../nbs/13_pate.ipynb 10
+def _log_excess(sigma):
+    "log(1 + eps1), eps1 = 2 sum_{k >= 1} exp(-pi^2 sigma^2 k^2): the pmf of a difference of two N_Z(0, sigma^2) over the normal density."
+    return math.log1p(2 * sum(math.exp(-(math.pi * sigma * k)**2) for k in range(1, 20)))
+
 def log_q_gnmax(votes, # (..., classes) vote counts
-                sigma:float, # std of the Gaussian noise on each count
+                sigma:float, # parameter of the discrete Gaussian noise on each count
                ) -> np.ndarray:
-    "Log of the bound q~ on Pr[GNMax answer != top class] (Prop. 7), capped at log(1 - 1/classes). NOT private: a function of the votes."
+    "Log of the bound q~ on Pr[GNMax answer != top class], discrete noise: (1 + eps1) Prop. 7 at each gap - 1, capped at log(1 - 1/classes) (the cap alone for sigma < 1). NOT private: a function of the votes."
     v, s = _check_votes(votes), _check_sigma('sigma', sigma)
+    cap = math.log1p(-1 / v.shape[-1])
+    if s < 1: return np.full(v.shape[:-1], cap)  # the bound at a tie needs sigma >= 0.61
     others = np.ones(v.shape, dtype=bool)
     np.put_along_axis(others, v.argmax(-1)[..., None], False, -1)
-    log_terms = np.where(others, special.log_ndtr(-(v.max(-1, keepdims=True) - v) / (math.sqrt(2) * s)), -np.inf)
-    return np.minimum(special.logsumexp(log_terms, -1), math.log1p(-1 / v.shape[-1]))
+    log_terms = np.where(others, special.log_ndtr(-(v.max(-1, keepdims=True) - v - 1) / (math.sqrt(2) * s)), -np.inf)
+    return np.minimum(special.logsumexp(log_terms, -1) + _log_excess(s), cap)
 
-# %% ../nbs/13_pate.ipynb 14
+
+# %% ../nbs/13_pate.ipynb 16
 def _log1mexp(x):
     "log(1 - e^x) for x <= 0, accurate near both ends."
     x = np.asarray(x, dtype=np.float64)
@@ -66,7 +73,7 @@ def _theorem6(log_q, s, order):
         log_b = (order - 1) * (eps1 - log_q / (mu1 - 1))
         return np.where(ok, np.logaddexp(log1q + log_a, log_q + log_b) / (order - 1), np.nan)
 
-# %% ../nbs/13_pate.ipynb 16
+# %% ../nbs/13_pate.ipynb 18
 @lru_cache(maxsize=None)
 def log_q0(s:float, # the mechanism is (lambda, lambda / s^2)-RDP: s = sigma for GNMax
            order:float, # Renyi order lambda
@@ -81,7 +88,7 @@ def log_q0(s:float, # the mechanism is (lambda, lambda / s^2)-RDP: s = sigma for
         lo *= 1.5
     return optimize.brentq(worse, lo, hi, xtol=1e-14, rtol=1e-14)
 
-# %% ../nbs/13_pate.ipynb 17
+# %% ../nbs/13_pate.ipynb 19
 def rdp_from_log_q(log_q, # (...) log of a bound on Pr[output != the likeliest one] at D
                    s:float, # the mechanism is (lambda, lambda / s^2)-RDP
                    orders=DEFAULT_ORDERS, # Renyi orders alpha > 1
@@ -93,33 +100,43 @@ def rdp_from_log_q(log_q, # (...) log of a bound on Pr[output != the likeliest o
     return np.where(lq == -np.inf, 0., rdp)  # a certain outcome costs nothing
 
 def rdp_gnmax(votes, # (..., classes) vote counts
-              sigma:float, # std of the Gaussian noise on each count
+              sigma:float, # sigma of the discrete Gaussian noise on each count
               orders=DEFAULT_ORDERS, # Renyi orders alpha > 1
              ) -> np.ndarray:
     "Data-dependent RDP of one GNMax answer on each histogram, (..., orders). NOT private: a function of the votes."
     return rdp_from_log_q(log_q_gnmax(votes, sigma), float(sigma), orders)
 
-# %% ../nbs/13_pate.ipynb 21
+# %% ../nbs/13_pate.ipynb 23
 def log_pr_answered(votes, # (..., classes) vote counts
                     threshold:float, # T: answer only if the noisy max count reaches it
-                    sigma1:float, # std of the noise on the max count
+                    sigma1:float, # parameter of the discrete Gaussian noise on the max count
                    ) -> np.ndarray:
-    "Log Pr[noisy max count >= threshold] (the max rounded to an integer, as in the reference). NOT private: a function of the votes."
-    return special.log_ndtr((np.round(_check_votes(votes).max(-1)) - threshold) / _check_sigma('sigma1', sigma1))
+    "Log Pr[max count + N_Z(0, sigma1^2) >= threshold], exact (sums of the pmf). NOT private: a function of the votes."
+    s, m = _check_sigma('sigma1', sigma1), np.ceil(threshold - _check_votes(votes).max(-1))
+    r = math.ceil(40 * s) + 40
+    lp = -np.arange(-r, r + 1.)**2 / (2 * s**2)
+    tail = np.logaddexp.accumulate((lp - special.logsumexp(lp))[::-1])[::-1]  # log Pr[Z >= k], k = -r..r
+    return np.where(m < -r, 0., np.where(m > r, -np.inf, tail[np.clip(m + r, 0, 2 * r).astype(int)]))
+
+def _log_q_check(top, threshold, sigma1):
+    "Log of the bound on min(Pr[answered], Pr[not]) at these max counts: answered iff Z >= m = ceil(T - top)."
+    m = np.ceil(threshold - np.asarray(top, dtype=np.float64))
+    return special.log_ndtr(-np.maximum(m - 1, -m) / sigma1)
 
 def _rdp_check(top, threshold, sigma1, orders):
-    "Data-dependent RDP of the check at these max counts: Theorem 6 with log min(p, 1 - p), accurate at both ends."
-    return rdp_from_log_q(special.log_ndtr(-np.abs(np.round(top) - threshold) / sigma1), math.sqrt(2) * sigma1, orders)
+    "Data-dependent RDP of the check at these max counts: Theorem 6 with the bound on log min(p, 1 - p), accurate at both ends."
+    return rdp_from_log_q(_log_q_check(top, threshold, sigma1), math.sqrt(2) * sigma1, orders)
 
 def rdp_threshold(votes, # (..., classes) vote counts
                   threshold:float, # T
-                  sigma1:float, # std of the noise on the max count
+                  sigma1:float, # parameter of the discrete Gaussian noise on the max count
                   orders=DEFAULT_ORDERS, # Renyi orders alpha > 1
                  ) -> np.ndarray:
     "Data-dependent RDP of the threshold check, (..., orders). NOT private: a function of the votes."
     return _rdp_check(_check_votes(votes).max(-1), threshold, _check_sigma('sigma1', sigma1), orders)
 
-# %% ../nbs/13_pate.ipynb 24
+
+# %% ../nbs/13_pate.ipynb 26
 @dataclass
 class ConfidentAnswers:
     "What Confident-GNMax releases: which queries it answered and their labels. Both are DP."
@@ -127,22 +144,22 @@ class ConfidentAnswers:
     labels:torch.Tensor # (N,) long: the noisy argmax where answered, -1 where not
 
 def confident_gnmax(votes:torch.Tensor, # (N, classes) vote counts of the teachers
-                    threshold:float, # T: answer only if max count + N(0, sigma1^2) >= T
-                    sigma1:float, # std of the noise of the threshold check
-                    sigma2:float, # std of the noise on each count for the answer
+                    threshold:float, # T: answer only if max count + N_Z(0, sigma1^2) >= T
+                    sigma1:float, # parameter of the discrete Gaussian noise of the threshold check
+                    sigma2:float, # parameter of the discrete Gaussian noise on each count for the answer
                     generator:torch.Generator|None=None, # None: secret noise; a seeded one only for tests
                    ) -> ConfidentAnswers:
-    "Confident-GNMax (Papernot et al. 2018, Algorithm 1) on each row of `votes`."
+    "Confident-GNMax (Papernot et al. 2018, Algorithm 1) on each row of `votes`, with exact discrete Gaussian noise; ties go to the first class."
     v = torch.as_tensor(votes, dtype=torch.float64)
     if v.ndim != 2 or v.shape[1] < 2: raise ValueError(f"votes has shape {tuple(v.shape)}: expected (N, classes) with at least 2 classes")
     s1, s2 = _check_sigma('sigma1', sigma1), _check_sigma('sigma2', sigma2)
     g = noise_generator(v.device) if generator is None else generator
-    noisy_max = v.max(1).values + s1 * torch.randn(len(v), generator=g, dtype=v.dtype, device=v.device)
-    noisy = v + s2 * torch.randn(v.shape, generator=g, dtype=v.dtype, device=v.device)
+    noisy_max = v.max(1).values + discrete_gaussian(s1, (len(v),), g).to(v)  # integers in float64: exact
+    noisy = v + discrete_gaussian(s2, tuple(v.shape), g).to(v)
     answered = noisy_max >= threshold
     return ConfidentAnswers(answered, torch.where(answered, noisy.argmax(1), -1))
 
-# %% ../nbs/13_pate.ipynb 28
+# %% ../nbs/13_pate.ipynb 30
 NOT_PRIVATE = ("NOT private: computed from the private vote histograms, so publishing it leaks about them; "
                "release it with `release_epsilon` (smooth-sensitivity noise) or keep it secret")
 
@@ -167,7 +184,7 @@ class PateEpsilon:
     epsilon_answered:float = math.nan # GNMax charged on the answered queries only: a function of DP outputs (safe to publish), but a bound chosen after the fact, not a guarantee fixed in advance (that needs a privacy filter)
     neighbour_relation:str = NEIGHBOUR_RELATION
 
-# %% ../nbs/13_pate.ipynb 29
+# %% ../nbs/13_pate.ipynb 31
 def _rdp_data_dependent(v, answered, threshold, sigma1, sigma2, orders):
     rdp = rdp_gnmax(v[answered], sigma2, orders).sum(0)
     return rdp if threshold is None else rdp + rdp_threshold(v, threshold, sigma1, orders).sum(0)
@@ -175,8 +192,8 @@ def _rdp_data_dependent(v, answered, threshold, sigma1, sigma2, orders):
 def pate_epsilon(votes, # (N, classes) vote counts of the queries asked
                  answered, # (N,) bool: which were answered (`ConfidentAnswers.answered`)
                  threshold:float|None, # T; None: plain GNMax, every query answered, no check
-                 sigma1:float|None, # std of the threshold check's noise (None with threshold=None)
-                 sigma2:float, # std of GNMax's noise
+                 sigma1:float|None, # sigma of the threshold check's discrete Gaussian noise (None with threshold=None)
+                 sigma2:float, # sigma of GNMax's discrete Gaussian noise
                  delta:float, # target delta
                  orders=DEFAULT_ORDERS, # Renyi orders alpha > 1
                 ) -> PateEpsilon:
@@ -192,10 +209,10 @@ def pate_epsilon(votes, # (N, classes) vote counts of the queries asked
     read = eps_from_rdp(a.sum() * gnmax + len(v) * check, delta, orders)[0]
     return PateEpsilon(len(v), int(a.sum()), delta, ei, oi, ind, DataDependent(ed, od, dep), epsilon_answered=read)
 
-# %% ../nbs/13_pate.ipynb 40
+# %% ../nbs/13_pate.ipynb 42
 def _log_b(log_q, sigma, classes, sign):
     "Log of the bound on q~ after one changed teacher: sign +1 the lowest (b_l), -1 the highest (b_u, at most 1); in log space."
-    lm = math.log(classes - 1)  # (m-1)/2 erfc(sign/sigma + erfcinv(2q/(m-1))) = (m-1) Phi(ndtri(q/(m-1)) - sqrt2 sign/sigma)
+    lm = math.log(classes - 1) + _log_excess(sigma)  # K/2 erfc(sign/sigma + erfcinv(2q/K)) = K Phi(ndtri(q/K) - sqrt2 sign/sigma), K = (m-1)(1+eps1)
     return np.minimum(lm + special.log_ndtr(special.ndtri_exp(np.asarray(log_q, dtype=np.float64) - lm) - math.sqrt(2) * sign / sigma), 0.)
 
 def _ls_gnmax_at(log_q, sigma, classes, order):
@@ -208,7 +225,12 @@ def _ls_gnmax_at(log_q, sigma, classes, order):
     up = np.where(between, order / sigma**2, rdp(_log_b(lq, sigma, classes, -1)))  # explicit: b_u(q1) = q0 only up to rounding
     return np.maximum(up - b, b - rdp(_log_b(lq, sigma, classes, 1)))
 
-# %% ../nbs/13_pate.ipynb 42
+def _ls_gnmax_plateau(sigma, classes, order):
+    "The largest local-sensitivity bound of any histogram (where a neighbour may jump from q1 to q0)."
+    return float(_ls_gnmax_at(float(_log_b(log_q0(sigma, order), sigma, classes, 1)), sigma, classes, order))
+
+
+# %% ../nbs/13_pate.ipynb 44
 def _num_teachers(v:np.ndarray, # (N, classes) vote counts
                   num_teachers:int|None=None, # M if known; None: the rows' common sum
                  ) -> int:
@@ -222,9 +244,9 @@ def _num_teachers(v:np.ndarray, # (N, classes) vote counts
                          "teachers, or num_teachers=M; with fewer votes the local sensitivity, so the release's noise, is too small")
     return M
 
-# %% ../nbs/13_pate.ipynb 44
+# %% ../nbs/13_pate.ipynb 46
 def ls_gnmax(votes, # (N, classes) vote counts, each row the votes of all M teachers
-             sigma:float, # std of GNMax's noise
+             sigma:float, # sigma of GNMax's discrete Gaussian noise
              order:float, # the Renyi order lambda of the release
              num_teachers:int|None=None, # M; None: the rows' common sum
             ) -> np.ndarray:
@@ -232,7 +254,7 @@ def ls_gnmax(votes, # (N, classes) vote counts, each row the votes of all M teac
     v = -np.sort(-np.atleast_2d(_check_votes(votes)), -1)
     (N, C), M, s = v.shape, _num_teachers(v, num_teachers), _check_sigma('sigma', sigma)
     lq0 = log_q0(s, order); lq1 = float(_log_b(lq0, s, C, 1))
-    res = np.full((N, M), float(_ls_gnmax_at(lq1, s, C, order)))  # the plateau: the largest value anywhere
+    res = np.full((N, M), _ls_gnmax_plateau(s, C, order))  # the plateau: the largest value anywhere
     log_q = log_q_gnmax(v, s)
     walking, left = ~((lq1 <= log_q) & (log_q <= lq0)), log_q > lq0  # left: q~ falls as the top gains votes
     res[walking, 0] = _ls_gnmax_at(log_q[walking], s, C, order)
@@ -246,8 +268,8 @@ def ls_gnmax(votes, # (N, classes) vote counts, each row the votes of all M teac
         res[walking, d] = _ls_gnmax_at(log_q[walking], s, C, order)
     return res
 
-# %% ../nbs/13_pate.ipynb 48
-def smooth_conditions(sigma:float, # std of GNMax's noise
+# %% ../nbs/13_pate.ipynb 50
+def smooth_conditions(sigma:float, # sigma of GNMax's discrete Gaussian noise
                       classes:int, # number of classes m
                       order:float, # the Renyi order lambda of the release
                       points:int=3000, # grid points in log q~, geometric from -1e6 to log q0
@@ -261,10 +283,10 @@ def smooth_conditions(sigma:float, # std of GNMax's noise
     jump = rdp(_log_b(below, sigma, classes, -1)) - rdp(below)
     return bool((np.diff(rdp(grid)) >= 0).all()), bool((np.diff(jump) >= 0).all())
 
-# %% ../nbs/13_pate.ipynb 52
+# %% ../nbs/13_pate.ipynb 54
 def ls_threshold(votes, # (N, classes) vote counts, each row the votes of all M teachers
                  threshold:float, # T
-                 sigma1:float, # std of the threshold check's noise
+                 sigma1:float, # sigma of the threshold check's discrete Gaussian noise
                  order:float, # the Renyi order lambda of the release
                  num_teachers:int|None=None, # M; None: the rows' common sum
                 ) -> np.ndarray:
@@ -277,7 +299,7 @@ def ls_threshold(votes, # (N, classes) vote counts, each row the votes of all M 
     up, down = np.where(top + d <= M, ls[np.clip(top + d, 0, M)], 0.), np.where(top - d >= 0, ls[np.clip(top - d, 0, M)], 0.)
     return np.where(d < np.maximum(top, M - top), np.maximum(up, down), 0.)  # farther, no histogram is left
 
-# %% ../nbs/13_pate.ipynb 54
+# %% ../nbs/13_pate.ipynb 56
 def smooth_sensitivity(ls:np.ndarray, # (..., M) A(d), d = 0..M-1
                        beta:float, # smoothness, > 0
                       ) -> np.ndarray:
@@ -294,11 +316,11 @@ def rdp_gnss(beta:float, # smoothness of the smooth sensitivity
         r = o * math.exp(2 * beta) / sigma_ss**2 + (beta * o - .5 * np.log1p(-2 * o * beta)) / (o - 1)
     return np.where(o < 1 / (2 * beta), r, np.inf)
 
-# %% ../nbs/13_pate.ipynb 57
+# %% ../nbs/13_pate.ipynb 59
 @dataclass
 class ReleasedEpsilon:
     "The data-dependent epsilon released with smooth-sensitivity noise (GNSS): DP, with what the release costs."
-    epsilon:float # sanitized data-dependent epsilon at delta: a DP release of a per-data-set, one-sided bound, not a guarantee
+    epsilon:float # sanitized data-dependent epsilon at delta, on a 1e-3 grid: a DP release of a per-data-set, one-sided bound, not a guarantee (floating-point noise)
     order:float # the release order lambda, fixed in advance
     beta:float # smoothness
     sigma_ss:float # noise std in units of the smooth sensitivity
@@ -307,11 +329,13 @@ class ReleasedEpsilon:
     privacy:str # says which numbers are private
     not_private:dict = field(repr=False) # exact data-dependent RDP, smooth sensitivity, noise std: NOT private, teaching only
 
-# %% ../nbs/13_pate.ipynb 58
+# %% ../nbs/13_pate.ipynb 60
 def _ls_total(v, a, threshold, sigma1, sigma2, order, M):
-    "A(d) of the whole data-dependent RDP: each query's A(d) made non-decreasing in d (a bound within distance d), then summed."
-    parts = ([ls_gnmax(v[a], sigma2, order, M)] if a.any() else []) + ([] if threshold is None else [ls_threshold(v, threshold, sigma1, order, M)])
-    return sum(np.maximum.accumulate(p, -1).sum(0) for p in parts)
+    "A(d), d = 0..M, of the whole data-dependent RDP: each query's A(d) made non-decreasing in d (a bound within distance d), summed; at d = M, every query's largest bound anywhere."
+    gnmax = np.maximum.accumulate(ls_gnmax(v[a], sigma2, order, M), -1).sum(0) if a.any() else np.zeros(M)
+    check = 0. if threshold is None else np.maximum.accumulate(ls_threshold(v, threshold, sigma1, order, M), -1).sum(0)  # at M - 1: every max count
+    total = gnmax + check
+    return np.append(total, a.sum() * _ls_gnmax_plateau(sigma2, v.shape[-1], order) + (total - gnmax)[-1])
 
 def release_epsilon(votes, answered, threshold:float|None, sigma1:float|None, sigma2:float, # as in `pate_epsilon`
                     delta:float, # target delta
@@ -322,7 +346,7 @@ def release_epsilon(votes, answered, threshold:float|None, sigma1:float|None, si
                     orders=DEFAULT_ORDERS, # orders of the data-independent total
                     num_teachers:int|None=None, # M, checked against every row; None: the rows' common sum
                    ) -> ReleasedEpsilon:
-    "Release Confident-GNMax's data-dependent epsilon privately: the RDP at `order` plus smooth-sensitivity Gaussian noise."
+    "Release Confident-GNMax's data-dependent epsilon privately: the RDP at `order` plus smooth-sensitivity Gaussian noise, rounded to 1e-3. That noise is floating-point N(0, 1) (float64), not exactly sampled: no exact-sampling proof covers this one release."
     v, a = _check_votes(votes), np.asarray(answered, dtype=bool)
     if threshold is None and not a.all(): raise ValueError("threshold=None is plain GNMax: every query is answered")
     M = _num_teachers(np.atleast_2d(v), num_teachers)
@@ -336,14 +360,15 @@ def release_epsilon(votes, answered, threshold:float|None, sigma1:float|None, si
     g = noise_generator() if generator is None else generator
     noisy = exact + ss * _check_sigma('sigma_ss', sigma_ss) * torch.randn(1, generator=g, dtype=torch.float64).item()
     cost = float(rdp_gnss(beta, sigma_ss, [order])[0])
-    eps = max(noisy + cost + float(conversion(delta, [order])[0]), 0.)
+    eps = max(round(noisy + cost + float(conversion(delta, [order])[0]), 3), 0.)  # a public grid: post-processing
     ind = len(v) * rdp_gaussian(sigma2, math.sqrt(2), orders) + (0 if threshold is None else len(v) * rdp_gaussian(sigma1, 1., orders))  # any query may be answered
     total = eps_from_rdp(ind + rdp_gnss(beta, sigma_ss, orders), delta, orders)[0]
     return ReleasedEpsilon(eps, order, beta, sigma_ss, cost, total,
-                           "epsilon and data_independent_total are DP (safe to publish; the guarantee is data_independent_total); not_private is NOT private",
+                           ("epsilon and data_independent_total are DP (safe to publish; the guarantee is data_independent_total); not_private is NOT private. "
+                            "epsilon carries floating-point Gaussian noise (float64), not covered by an exact-sampling proof; it is rounded to 1e-3"),
                            dict(rdp_data_dependent=exact, smooth_sensitivity=ss, noise_std=ss * sigma_ss, privacy=NOT_PRIVATE))
 
-# %% ../nbs/13_pate.ipynb 66
+# %% ../nbs/13_pate.ipynb 68
 def public_votes(teachers, # a `TeacherCNN`, or teachers of your own (see `models.as_teachers`)
                  x:torch.Tensor, # (N, C, H, W) public images, normalized like the private ones
                  batch:int=1024, # images per forward pass
@@ -352,12 +377,12 @@ def public_votes(teachers, # a `TeacherCNN`, or teachers of your own (see `model
     t = as_teachers(teachers)
     with evaluating(t): return torch.cat([class_votes(t(xb.to(device_of(t)))).cpu() for xb in x.split(batch)])
 
-# %% ../nbs/13_pate.ipynb 68
+# %% ../nbs/13_pate.ipynb 70
 PAPER_RATIO = 150 / 40  # sigma1 / sigma2 of the paper's MNIST setting: T = 200, sigma1 = 150, sigma2 = 40 for 250 teachers
 
 def worst_case_epsilon(queries:int, # queries asked
-                       sigma1:float, # std of the threshold check's noise
-                       sigma2:float, # std of GNMax's noise
+                       sigma1:float, # sigma of the threshold check's discrete Gaussian noise
+                       sigma2:float, # sigma of GNMax's discrete Gaussian noise
                        delta:float, # target delta
                        orders=DEFAULT_ORDERS, # Renyi orders alpha > 1
                       ) -> tuple[float, float]:
@@ -374,7 +399,7 @@ def calibrate_confident(target_epsilon:float, # epsilon if every query is answer
     sigma2 = calibrate_gaussian(target_epsilon, delta, queries, math.sqrt(2 + 1 / ratio**2))  # per query: lambda / sigma2^2 + lambda / (2 sigma1^2)
     return ratio * sigma2, sigma2
 
-# %% ../nbs/13_pate.ipynb 72
+# %% ../nbs/13_pate.ipynb 74
 @dataclass
 class PateStudent:
     "A student trained on public images labelled by Confident-GNMax, and what its labels cost."
@@ -394,7 +419,7 @@ class PateStudent:
         "The epsilon to publish: the answers', or the answers' and the release's together if the data-dependent epsilon is released."
         return self.epsilon if self.released is None else self.released.data_independent_total
 
-# %% ../nbs/13_pate.ipynb 73
+# %% ../nbs/13_pate.ipynb 75
 def _check_public(info, x, M, threshold, student_steps):
     if not isinstance(x, torch.Tensor) or x.ndim != 4: raise ValueError(f"public_x={type(x).__name__} of shape {tuple(getattr(x, 'shape', ()))}: expected a tensor (N, {', '.join(map(str, info.shape))})")
     if not len(x): raise ValueError("public_x holds no images: PATE's student learns from public unlabeled images; pass some (e.g. the validation half of the test split)")
@@ -411,13 +436,13 @@ def _release_order(order, queries, sigma1, sigma2, delta, classes):
                          f"with {classes} classes (see `smooth_conditions`); pass a smaller release_order, or release=False")
     return float(order)
 
-# %% ../nbs/13_pate.ipynb 74
+# %% ../nbs/13_pate.ipynb 76
 def pate_student(teachers, # a `TeacherCNN`, or teachers of your own (see `models.as_teachers`)
                  info:DataInfo, # the data set: the student's input shape and classes
                  public_x:torch.Tensor, # (N, C, H, W) public unlabeled images, each asked once
-                 threshold:float, # T in (0, M]: answer only if the max count + N(0, sigma1^2) reaches it
-                 sigma1:float, # std of the threshold check's noise
-                 sigma2:float, # std of GNMax's noise on each count
+                 threshold:float, # T in (0, M]: answer only if the max count + N_Z(0, sigma1^2) reaches it
+                 sigma1:float, # sigma of the threshold check's discrete Gaussian noise
+                 sigma2:float, # sigma of GNMax's discrete Gaussian noise on each count
                  delta:float, # target delta
                  student_steps:int=500, # Adam updates of the student whatever the number answered: few answers, more epochs
                  release:bool=True, # also release the data-dependent epsilon with smooth-sensitivity noise (`release_epsilon`)

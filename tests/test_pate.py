@@ -1,16 +1,18 @@
 """PATE's data-dependent accounting (dpsd_nb.pate) against values computed independently of it:
 
-- closed forms (the two-class bound is the normal tail; GNSS's RDP), Monte Carlo (Pr[GNMax != top class]
-  and Confident-GNMax's answer rate), exact Renyi divergences of the binary outputs (two-class GNMax,
-  the threshold check) that the data-dependent bound must dominate;
-- the reference's published test values (tensorflow/privacy research/pate_2018 smooth_sensitivity_test.py);
+- the noise is the discrete Gaussian N_Z(0, sigma^2): closed forms (the two-class bound is the normal tail at the gap minus
+  one; GNSS's RDP), exact sums of its pmf (the derivation's tail bounds for every gap up to 15 sigma, Pr[GNMax != top
+  class], matched by draws, and Confident-GNMax's answer rate), exact Renyi divergences of the binary outputs (two-class
+  GNMax, the threshold check) that the data-dependent bound must dominate;
+- the reference's published test values (tensorflow/privacy research/pate_2018 smooth_sensitivity_test.py), for continuous
+  noise, with the continuous q~ put back into the package's walks (monkeypatched);
 - brute force over every histogram of 12 teachers in 3 classes: the smooth sensitivity bounds
   e^(-beta d) times the exact local sensitivity of every histogram d teachers away (where conditions
   C5/C6 hold, and a counter-example where they fail);
-- brute force over every tuple of one or two queries' histograms of 4-6 teachers (one changed teacher moves a vote in every
+- brute force over every tuple of one or two queries' histograms of 3-12 teachers (one changed teacher moves a vote in every
   query at once): the release's A(d) of the summed RDP bounds its true local sensitivity within distance d, and the smooth
-  sensitivity is beta-smooth; the queries' A(d) summed as they are (the reference's construction) is not (ratios 1.2-2.0
-  against e^beta = 1.08 with sigma1 1-2);
+  sensitivity is beta-smooth; the queries' A(d) summed as they are (the reference's construction) is not (ratios 1.2-2.1
+  against e^beta = 1.08 with sigma1 1-5);
 - audits: Confident-GNMax on neighbouring histograms (one teacher's vote moved), a million draws with
   fixed noise seeds, the event picked on one half and bounded (Clopper-Pearson) on the other: a lower
   bound on epsilon at delta below the claimed data-independent epsilon, above it with half the noise;
@@ -22,11 +24,12 @@
   Confident-GNMax's (answered, label) on all of them: a lower bound on epsilon below the claimed data-independent epsilon,
   above the claim of one answer (the answers compose) and above the claim when the check runs without its noise;
 - the same release exactly: its two output distributions in closed form (fitted to a million releases of
-  `confident_gnmax`), its exact epsilon on the audit's pair (3.61) and on the worst pair of that family, below the
+  `confident_gnmax`), its exact epsilon on the audit's pair (3.38, discrete noise) and on the worst pair of that family, below the
   exact epsilon of the Gaussian noises composed and the claim; with half the noise (both sigmas, or either one) the
-  exact epsilon exceeds the claim, which the draws' lower bound, at most 3.61 on its pair, could not show.
+  exact epsilon exceeds the claim, which the draws' lower bound, at most 3.38 on its pair, could not show.
 """
 import dataclasses
+import functools
 import itertools
 import math
 
@@ -37,7 +40,7 @@ import torch.nn.functional as F
 from scipy import integrate, optimize, special, stats
 
 from dpsd_nb.accountant import DEFAULT_ORDERS, eps_from_rdp, rdp_gaussian
-from dpsd_nb.mechanisms import noise_generator
+from dpsd_nb.mechanisms import discrete_gaussian_pmf, noise_generator
 import dpsd_nb.pate as pate
 from dpsd_nb.pate import (NOT_PRIVATE, PateEpsilon, confident_gnmax, log_pr_answered, log_q0, log_q_gnmax, ls_gnmax, ls_threshold,
                           pate_epsilon, public_votes, rdp_gnmax, rdp_gnss, rdp_threshold, release_epsilon, smooth_conditions,
@@ -58,32 +61,88 @@ def renyi_bernoulli(log_p, log_1p, log_p2, log_1p2, order):
     return np.logaddexp(order * log_p + (1 - order) * log_p2, order * log_1p + (1 - order) * log_1p2) / (order - 1)
 
 
+# ---------- exact probabilities of the discrete Gaussian (its pmf summed; independent of dpsd_nb.pate) ----------
+def pmf_z(sigma, r):
+    "Pr[Z = k], k = -r..r, Z ~ N_Z(0, sigma^2)."
+    return discrete_gaussian_pmf(sigma, torch.arange(-r, r + 1)).numpy()
+
+@functools.lru_cache(maxsize=None)
+def _tail_z(sigma):
+    r = int(60 * sigma) + 60
+    with np.errstate(divide='ignore'): return r, np.log(pmf_z(sigma, r)[::-1].cumsum()[::-1])  # log Pr[Z >= k], k = -r..r
+
+@functools.lru_cache(maxsize=None)
+def _tail_diff(sigma):
+    r = int(30 * sigma) + 30
+    with np.errstate(divide='ignore'): return 2 * r, np.log(np.convolve(*[pmf_z(sigma, r)] * 2)[::-1].cumsum()[::-1])  # k = -2r..2r
+
+def log_sf_z(m, sigma):
+    "log Pr[Z >= m] for integers m, exact."
+    r, tail = _tail_z(sigma)
+    return tail[np.clip(np.asarray(m, dtype=int) + r, 0, 2 * r)]
+
+def log_sf_diff(g, sigma):
+    "log Pr[Z_1 - Z_0 >= g] for integers g, Z_0, Z_1 independent N_Z(0, sigma^2), exact."
+    r, tail = _tail_diff(sigma)
+    return tail[np.clip(np.asarray(g, dtype=int) + r, 0, 2 * r)]
+
+def excess(sigma): return 2 * sum(math.exp(-(math.pi * sigma * k)**2) for k in range(1, 20))
+
+
 # ---------- the bound q~ ----------
-@pytest.mark.parametrize('sigma', [1., 10., 40.])
-def test_two_class_q_is_the_normal_tail(sigma):
+@pytest.mark.parametrize('sigma', [1., 3., 10., 40.])
+def test_two_class_q_is_the_normal_tail_at_the_gap_minus_one(sigma):
+    "Two classes: q~ = (1 + eps1) Pr[N(0, 2 sigma^2) >= gap - 1] (capped at 1/2), at or above the exact error Pr[Z_1 - Z_0 >= gap + 1] (ties to class 0)."
     gaps = np.arange(0, 250, 5.)
     votes = np.stack([125 + gaps / 2, 125 - gaps / 2], 1)
-    expect = np.minimum(stats.norm.logsf(gaps, scale=math.sqrt(2) * sigma), math.log(.5))
-    np.testing.assert_allclose(log_q_gnmax(votes, sigma), expect, rtol=1e-10)
+    got = log_q_gnmax(votes, sigma)
+    np.testing.assert_allclose(got, np.minimum(math.log1p(excess(sigma)) + stats.norm.logsf(gaps - 1, scale=math.sqrt(2) * sigma), math.log(.5)), rtol=1e-10)
+    exact = log_sf_diff(gaps + 1, sigma)
+    ok = exact > -700  # where the exact tail is representable
+    assert (exact[ok] <= got[ok] + 1e-12).all()
 
+@pytest.mark.parametrize('sigma', [1., 1.3, 2., 3., 5., 10., 40.])
+def test_discrete_tail_bounds(sigma):
+    "The derivation's three bounds against exact sums of the pmf, every gap up to 15 sigma."
+    k = np.arange(int(15 * sigma) + 1)
+    assert 1 / pmf_z(sigma, 0)[0] >= sigma * math.sqrt(2 * math.pi) * (1 - 1e-12)  # S = 1 / Pr[Z = 0]
+    assert (log_sf_z(k[1:], sigma) <= stats.norm.logsf(k[1:] - 1, scale=sigma) + 1e-12).all()  # one draw, m >= 1
+    assert (log_sf_diff(k, sigma) <= math.log1p(excess(sigma)) + stats.norm.logsf(k - 1, scale=math.sqrt(2) * sigma) + 1e-12).all()  # g >= 0
+    m = np.arange(-int(15 * sigma), int(15 * sigma) + 1)
+    least = np.minimum(log_sf_z(m, sigma), log_sf_z(1 - m, sigma))  # min(p, 1 - p) of the check, answered iff Z >= m
+    assert (least <= stats.norm.logcdf(-np.maximum(m - 1, -m) / sigma) + 1e-12).all()
+
+def test_below_sigma_one_q_is_the_cap():
+    assert log_q_gnmax([[9, 1], [5, 0]], .5).tolist() == [math.log(.5)] * 2
+
+def exact_log_right(votes, sigma):
+    "log Pr[GNMax with N_Z noise answers class 0] (class 0 the top, ties to the first index): sum_z p(z) prod_i Pr[Z_i <= n_0 - n_i + z]."
+    r = int(40 * sigma) + 40
+    z, p = np.arange(-r, r + 1), pmf_z(sigma, r)
+    cdf = p.cumsum()  # Pr[Z <= k], k = -r..r
+    F = lambda k: np.where(k < -r, 0., cdf[np.clip(k + r, 0, 2 * r)])
+    return math.log(float((p * np.prod([F(votes[0] - n + z) for n in votes[1:]], 0)).sum()))
 
 @pytest.mark.parametrize('votes', [[30, 20, 10], [50, 45, 30, 25, 0], [120, 100] + [3] * 10])
-def test_q_bounds_the_monte_carlo_error_rate(votes):
-    n, sigma = 400_000, 10.
-    v = torch.tensor(votes, dtype=torch.float64)
-    noisy = v + sigma * torch.randn(n, len(votes), generator=torch.Generator().manual_seed(5), dtype=torch.float64)
-    wrong = int((noisy.argmax(1) != 0).sum())
+def test_q_bounds_the_exact_error_rate(votes):
+    sigma = 10.
+    wrong = -math.expm1(exact_log_right(votes, sigma))
     q = math.exp(log_q_gnmax(votes, sigma))
-    assert cp_lower(wrong, n) <= q  # a bound...
-    assert q <= 1.5 * cp_upper(wrong, n)  # ...and not a vacuous one
+    assert wrong <= q <= 1.6 * wrong  # a bound, and not a vacuous one
+
+def test_gnmax_draws_match_the_exact_error_rate():
+    n, votes, sigma = 100_000, [30, 20, 10], 10.
+    out = confident_gnmax(torch.tensor([votes], dtype=torch.float64).expand(n, -1), -math.inf, 1., sigma, noise_generator(noise_seed=5))
+    wrong = int((out.labels != 0).sum())
+    assert cp_lower(wrong, n) <= -math.expm1(exact_log_right(votes, sigma)) <= cp_upper(wrong, n)
 
 
 # ---------- the data-dependent RDP against exact divergences ----------
 def test_gnmax_bound_dominates_the_exact_two_class_divergence():
-    "Two classes: the output is binary, Pr[top] = Phi(gap / (sqrt 2 sigma)); a neighbour moves the gap by 2."
+    "Two classes: the output is binary, Pr[label 1] = Pr[Z_1 - Z_0 >= gap + 1] (ties to class 0); a neighbour moves the gap by 2."
     sigma, M = 3., 100
     dep, ind = rdp_gnmax(np.stack([np.arange(50, 101.), 100 - np.arange(50, 101.)], 1), sigma), rdp_gaussian(sigma, math.sqrt(2))
-    logp = lambda g: (special.log_ndtr(g / (math.sqrt(2) * sigma)), special.log_ndtr(-g / (math.sqrt(2) * sigma)))
+    logp = lambda g: (float(log_sf_diff(-g, sigma)), float(log_sf_diff(g + 1, sigma)))  # (label 0, label 1); D symmetric
     gaps = 2 * np.arange(50, 101.) - M
     for i, g in enumerate(gaps):
         for g2 in (g - 2, g + 2):
@@ -95,23 +154,30 @@ def test_gnmax_bound_dominates_the_exact_two_class_divergence():
     assert dep[-1, 30] < dep[20, 30]
 
 
+def exact_output_probs(votes, sigma):
+    "Pr[GNMax answers i] for each class i, N_Z noise, ties to the first index: sum_z p(z) prod_j Pr[n_j + Z_j < (j < i) or <= (j > i) n_i + z]."
+    r = int(40 * sigma) + 40
+    z, p = np.arange(-r, r + 1), pmf_z(sigma, r)
+    cdf = p.cumsum()
+    F = lambda k: np.where(k < -r, 0., cdf[np.clip(k + r, 0, 2 * r)])
+    return np.array([(p * np.prod([F(votes[i] - votes[j] + z - (j < i)) for j in range(len(votes)) if j != i], 0)).sum() for i in range(len(votes))])
+
 def test_the_data_dependent_bound_is_one_sided():
     "It bounds D(M(D) || M(D')) at the actual D; the reverse D(M(D') || M(D)) can exceed it (exact 3-class output probabilities)."
-    sigma = 3.
-    def probs(v): return np.array([integrate.quad(lambda x: stats.norm.pdf(x, v[i], sigma) * np.prod([stats.norm.cdf(x, v[j], sigma)
-                                   for j in range(3) if j != i]), -np.inf, np.inf, epsabs=1e-14)[0] for i in range(3)])
-    p, q = probs([20, 4, 1]), probs([19, 5, 1])
-    dep = float(rdp_gnmax([20, 4, 1], sigma, [2.])[0])
-    assert np.log((p**2 / q).sum()) <= dep < np.log((q**2 / p).sum())  # 0.00034 <= 0.00115 < 0.00200
+    sigma = 2.
+    p, q = exact_output_probs([29, 12, 0], sigma), exact_output_probs([28, 13, 0], sigma)
+    assert p.sum() == pytest.approx(1, abs=1e-12) and q.sum() == pytest.approx(1, abs=1e-12)
+    dep = float(rdp_gnmax([29, 12, 0], sigma, [2.])[0])
+    assert np.log((p**2 / q).sum()) <= dep < np.log((q**2 / p).sum()), (np.log((p**2 / q).sum()), dep, np.log((q**2 / p).sum()))  # 1.8e-8 <= 1.18e-6 < 1.28e-6
 
 
 @pytest.mark.parametrize('T', [10, 40, 70])
 def test_threshold_bound_dominates_the_exact_divergence(T):
-    "The check is binary, Pr[answered] = Phi((max - T) / sigma1); a neighbour moves the max by 1."
+    "The check is binary, Pr[answered] = Pr[Z >= T - max] (N_Z noise); a neighbour moves the max by 1."
     sigma1, M = 4., 80
     tops = np.arange(M // 2, M + 1.)
     dep = rdp_threshold(np.stack([tops, M - tops], 1), T, sigma1)
-    logp = lambda v: (special.log_ndtr((v - T) / sigma1), special.log_ndtr((T - v) / sigma1))
+    logp = lambda v: (float(log_sf_z(T - v, sigma1)), float(log_sf_z(v - T + 1, sigma1)))  # Pr[Z <= T - v - 1] = Pr[Z >= v - T + 1]
     for i, v in enumerate(tops):
         for v2 in (v - 1, v + 1):
             exact = renyi_bernoulli(*logp(v), *logp(v2), ORDERS)
@@ -143,14 +209,29 @@ def rdp_gnmax_from(log_q, sigma, order):
     return float(rdp_from_log_q(log_q, sigma, [order])[0])
 
 
-# ---------- the reference's published values ----------
-def test_reference_local_sensitivity_gnmax():
+# ---------- the reference's published values (continuous noise, put back) ----------
+def continuous_log_q(votes, sigma):
+    "The reference's q~ for continuous Gaussian noise (Prop. 7): the normal tail at every gap, capped at 1 - 1/m."
+    v = np.asarray(votes, dtype=np.float64)
+    others = np.ones(v.shape, dtype=bool)
+    np.put_along_axis(others, v.argmax(-1)[..., None], False, -1)
+    log_terms = np.where(others, special.log_ndtr(-(v.max(-1, keepdims=True) - v) / (math.sqrt(2) * sigma)), -np.inf)
+    return np.minimum(special.logsumexp(log_terms, -1), math.log1p(-1 / v.shape[-1]))
+
+@pytest.fixture
+def continuous(monkeypatch):
+    "The package's walks with the reference's continuous q~ put back: no shift of the gaps, no 1 + eps1, |max - T| for the check."
+    monkeypatch.setattr(pate, 'log_q_gnmax', continuous_log_q)
+    monkeypatch.setattr(pate, '_log_excess', lambda sigma: 0.)
+    monkeypatch.setattr(pate, '_log_q_check', lambda top, T, sigma1: special.log_ndtr(-np.abs(np.round(top) - T) / sigma1))
+
+def test_reference_local_sensitivity_gnmax(continuous):
     np.testing.assert_allclose(ls_gnmax([10, 0, 0], .5, 1.5)[0], [3.13503646e-17, 1.60178280e-08, 5.90681786e-03] + [5.99981308] * 7, rtol=1e-8)
     np.testing.assert_allclose(ls_gnmax([1000, 500, 300, 200, 0], 250., 10.)[0],
                                [0.] * 298 + [2.77693450548e-7, 2.10853979548e-6] + [2.73113623988e-6] * 1700, rtol=1e-8)
 
 
-def test_reference_local_sensitivity_threshold():
+def test_reference_local_sensitivity_threshold(continuous):
     votes = [20, 10, 0]
     a1 = [0] * 3 + [1.48454129e-04, 1.47826870e-02, 3.94153241e-02, 6.45775697e-02, 9.01543247e-02, 1.16054002e-01, 1.42180452e-01,
                     1.42180452e-01, 1.48454129e-04, 1.47826870e-02, 3.94153241e-02, 6.45775697e-02, 9.01543266e-02, 1.16054000e-01,
@@ -163,15 +244,23 @@ def test_reference_local_sensitivity_threshold():
     np.testing.assert_allclose(ls_threshold(votes, 50, 2., 10.)[0], a3, rtol=1e-8)
 
 
+def test_discrete_walks_are_the_continuous_ones_shifted():
+    "Discrete noise: q~ is the continuous one at every gap minus one (eps1 = 0 at sigma 250); above an integer T the check is unchanged."
+    np.testing.assert_allclose(log_q_gnmax([1000, 500, 300, 200, 0], 250.), continuous_log_q([1000, 501, 301, 201, 1], 250.), rtol=1e-12)
+    np.testing.assert_allclose(ls_threshold([20, 10, 0], 2, 2., 10.)[0][:12], [1.60212079e-01, 2.07021132e-01, 2.07021132e-01, 1.93127860e-01,
+                               1.68302106e-01, 1.42180452e-01, 1.16054002e-01, 9.01543247e-02, 6.45775697e-02, 3.94153241e-02,
+                               1.47826870e-02, 1.48454129e-04], rtol=3e-8)  # the reference's, T = 2: every max count at or above T
+
+
 def test_reference_conditions():
     assert smooth_conditions(20., 10, 25.) == (True, False)
     assert smooth_conditions(30., 10, 25.) == (True, True)
 
 
 def test_conditions_reach_the_far_tail(monkeypatch):
-    "Real histograms reach log q~ ~ -3909 (250 unanimous votes at sigma 2): C5/C6 are checked far below it, where b_l, b_u are finite."
+    "Real histograms reach log q~ ~ -3878 (250 unanimous votes at sigma 2): C5/C6 are checked far below it, where b_l, b_u are finite."
     lq = float(log_q_gnmax([250] + [0] * 9, 2.))
-    assert lq < -3900
+    assert lq < -3870
     b_l, b_u = (float(pate._log_b(lq, 2., 10, sign)) for sign in (1, -1))
     assert -math.inf < b_l < lq < b_u < 0  # exp(log q~) underflowed to 0 here, and both were -inf
     seen, rdp = [], pate.rdp_from_log_q
@@ -214,7 +303,7 @@ def ss_shortfall(ls_exact, ls_bound, beta):
     "How far the smooth sensitivity falls short of max over D' of e^(-beta d(D, D')) LS(D') (<= 0: it covers it)."
     return ((np.exp(-beta * DISTANCE) * ls_exact[None]).max(1) - smooth_sensitivity(ls_bound, beta)).max()
 
-@pytest.mark.parametrize('sigma,order', [(1., 2.), (1.5, 2.), (3., 2.), (.7, 1.5)])
+@pytest.mark.parametrize('sigma,order', [(1., 2.), (1.5, 2.), (3., 2.), (1., 1.5)])
 def test_smooth_sensitivity_gnmax_covers_brute_force(sigma, order):
     assert smooth_conditions(sigma, 3, order) == (True, True)
     ls = exact_local_sensitivity(rdp_gnmax(HISTOGRAMS, sigma, [order])[:, 0])
@@ -277,20 +366,20 @@ def sum_brute_force(M, C, K, T, sigma1, answered, total):
     f = (sum(rdp_threshold(V[:, k], T, sigma1, [SUM_ORDER])[:, 0] for k in range(K))
          + sum(rdp_gnmax(V[:, k], SUM_SIGMA2, [SUM_ORDER])[:, 0] for k in np.flatnonzero(answered)))
     ls = np.array([np.abs(f[adj[i]] - f[i]).max() for i in range(len(f))])
-    within = np.stack([np.where(dist <= d, ls[None], 0.).max(1) for d in range(M)], 1)
     A = total(V, answered, T, sigma1)
+    within = np.stack([np.where(dist <= d, ls[None], 0.).max(1) for d in range(A.shape[1])], 1)
     ss = smooth_sensitivity(A, SUM_BETA)
     true_ss = (np.exp(-SUM_BETA * dist) * ls[None]).max(1)
     worst = max(float(ss[i] / ss[adj[i]].min()) if ss[adj[i]].min() > 0 else (math.inf if ss[i] > 0 else 1.) for i in range(len(f)))
     return float((within - A * (1 + 1e-9)).max()), float((true_ss - ss * (1 + 1e-9)).max()), worst
 
 SUM_CASES = {  # M, C, K, T, sigma1, answered
-    'two checks, sigma1 1': (6, 2, 2, 1, 1., (False, False)),
-    'two checks, sigma1 2': (4, 2, 2, 4, 2., (False, False)),
-    'two checks, one answered': (6, 2, 2, 5, 1., (True, False)),
-    'two answered, 3 classes': (4, 3, 2, 2, 1., (True, True)),
-    'one query, its check and GNMax': (6, 3, 1, 1, 1., (True,)),
-    'sigma1 5': (5, 2, 2, 3, 5., (True, False)),
+    'two checks, sigma1 2': (6, 2, 2, 2, 2., (False, False)),
+    'two checks, sigma1 1': (4, 2, 2, 3, 1., (False, False)),
+    'two checks, one answered': (3, 3, 2, 3, 1., (True, False)),
+    'two answered, sigma1 5': (3, 3, 2, 3, 5., (True, True)),
+    'one query, its check and GNMax': (3, 3, 1, 3, 5., (True,)),
+    '12 teachers, one query': (12, 3, 1, 7, 5., (True,)),
 }
 
 def assert_covers_and_smooth(case):
@@ -310,10 +399,11 @@ def test_summed_smooth_sensitivity_on_every_small_setting():
 
 @pytest.mark.parametrize('case', list(SUM_CASES)[:5])
 def test_summed_at_distance_d_is_not_smooth(case):
-    "The queries' A(d) summed as they are: S(x) / S(x') reaches 1.2-2.0 against e^beta = 1.08, and can miss the true smooth sensitivity."
+    """The queries' A(d) summed as they are, at d = 0..M-1: S(x) / S(x') reaches 1.7-2.1 here (1.2-2.1 over 378 settings of 3-12
+    teachers) against e^beta = 1.08, and can miss the true smooth sensitivity."""
     shortfall, ss_shortfall, worst = sum_brute_force(*SUM_CASES[case], summed_at_d)
-    assert worst > 1.1 * math.exp(SUM_BETA), worst
-    if case == 'two checks, sigma1 1': assert shortfall > .9 and ss_shortfall > .2, (shortfall, ss_shortfall)
+    assert worst > 1.5 * math.exp(SUM_BETA), worst
+    if case == 'two checks, sigma1 2': assert shortfall > .2 and ss_shortfall > .05, (shortfall, ss_shortfall)
 
 
 def test_gnss_rdp_closed_form():
@@ -568,15 +658,17 @@ def test_release_audit_catches_a_noiseless_check():
 
 # ---------- the end-to-end release, exactly: its epsilon from the two output distributions ----------
 # The audit above bounds epsilon from below with draws; its power cannot exceed the true epsilon of its pair (D, D'),
-# 3.61, so a broken claim between that and the claim, 5.98, would pass it. Here the release's two distributions are
-# computed exactly: one image's outcome (abstain, label 0, label 1) has closed-form probabilities (the check's noise and
+# 3.38, so a broken claim between that and the claim, 5.98, would pass it. Here the release's two distributions are
+# computed exactly: one image's outcome (abstain, label 0, label 1) has exact probabilities (sums of the pmf; the check's noise and
 # GNMax's are independent), the 8 images are independent, and the privacy loss depends only on the counts of each outcome.
 
 def log_outcome_probs(votes, T, sigma1, sigma2):
-    "Log Pr of one image's outcome (abstain, label 0, label 1) under Confident-GNMax on two-class votes."
-    n0, n1 = (float(n) for n in votes)
-    answered, gap = (max(n0, n1) - T) / sigma1, (n0 - n1) / (math.sqrt(2) * sigma2)  # label 0 iff n0 - n1 > N(0, 2 sigma2^2)
-    return np.array([special.log_ndtr(-answered), special.log_ndtr(answered) + special.log_ndtr(gap), special.log_ndtr(answered) + special.log_ndtr(-gap)])
+    "Log Pr of one image's outcome (abstain, label 0, label 1) under Confident-GNMax with N_Z noise on two-class votes (ties to class 0)."
+    n0, n1 = (int(n) for n in votes)
+    m = math.ceil(T - max(n0, n1))  # answered iff Z >= m; not iff Z <= m - 1, i.e. -Z >= 1 - m
+    answered, declined = float(log_sf_z(m, sigma1)), float(log_sf_z(1 - m, sigma1))
+    zero, one = float(log_sf_diff(n1 - n0, sigma2)), float(log_sf_diff(n0 - n1 + 1, sigma2))  # label 0 iff Z_1 - Z_0 <= n0 - n1
+    return np.array([declined, answered + zero, answered + one])
 
 def release_cells(K=E2E_IMAGES):
     "Every (abstentions, answers 0, answers 1) of K images, with its code in `release_outcomes` and its log multinomial coefficient."
@@ -647,7 +739,7 @@ def test_the_exact_distribution_rejects_an_implementation_with_half_the_noise():
 def exact_audited(): return exact_release([6, 4], [5, 5], **E2E)
 
 def test_the_claim_covers_the_exact_epsilon_of_the_audited_pair(exact_audited, release_audit):
-    "3.61 on the audit's own pair: below the claim, and above the draws' lower bound, which can only approach it."
+    "3.38 on the audit's own pair: below the claim, and above the draws' lower bound, which can only approach it."
     assert_claim_covers(claimed_release(), exact_audited)
     assert release_audit <= exact_audited < .7 * claimed_release(), (release_audit, exact_audited, claimed_release())
 
