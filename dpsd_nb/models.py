@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from .data import DataInfo
 
 # %% auto 0
-__all__ = ['default_device', 'resolve_device', 'seeded', 'device_of', 'evaluating', 'MemberConv2d', 'MemberLinear', 'TeacherCNN',
-           'TeacherModules', 'as_teachers', 'member', 'student_cnn', 'Generator']
+__all__ = ['NEAR', 'default_device', 'resolve_device', 'seeded', 'device_of', 'evaluating', 'MemberConv2d', 'MemberLinear',
+           'TeacherCNN', 'TeacherModules', 'as_teachers', 'member', 'student_cnn', 'Generator']
 
 # %% ../nbs/01_models.ipynb 7
 def default_device() -> torch.device:
@@ -103,7 +103,7 @@ class TeacherCNN(nn.Module):
                 ):
         super().__init__()
         if members < 1: raise ValueError(f"members={members}: need at least one teacher")
-        self.info, self.members, self.width, self.hidden = info, members, width, hidden
+        self.info, self.width, self.hidden = info, width, hidden
         c, (h, w), convs = info.channels, info.shape[1:], []
         for s in range(_stages(max(h, w))):
             convs.append(MemberConv2d(members, c, width * 2**s))
@@ -111,6 +111,11 @@ class TeacherCNN(nn.Module):
         self.convs = nn.ModuleList(convs)
         self.fc1 = MemberLinear(members, c * h * w, hidden)
         self.fc2 = MemberLinear(members, hidden, info.num_classes)
+
+    @property
+    def members(self) -> int:
+        "Number of teachers held, read from the weights: it cannot be set apart from them."
+        return self.fc2.weight.shape[0]
 
     def forward(self, x):
         "Logits (members, B, classes) for x (B, C, H, W), shared by all members, or (members, B, C, H, W), one batch each."
@@ -123,19 +128,6 @@ class TeacherCNN(nn.Module):
         return self.fc2(F.relu(self.fc1(x)))
 
 # %% ../nbs/01_models.ipynb 22
-def _logits_of_one(teacher:nn.Module, x:torch.Tensor) -> torch.Tensor:
-    "Logits (B, classes) of one teacher: a plain classifier, or a one-member `TeacherCNN`."
-    out = teacher(x)
-    return out[0] if hasattr(teacher, 'members') else out
-
-class TeacherModules(nn.Module):
-    "Teachers of your own, one `nn.Module` each, as one ensemble: logits (M, B, classes), like `TeacherCNN`."
-    def __init__(self, modules:list):
-        super().__init__()
-        self.teachers, self.members = nn.ModuleList(modules), len(modules)
-    def forward(self, x): return torch.stack([_logits_of_one(t, x) for t in self.teachers])
-
-# %% ../nbs/01_models.ipynb 23
 def _tensors(m:nn.Module) -> list:
     "`(name, tensor)` of every parameter and buffer of `m`, shared ones once."
     return list(itertools.chain(m.named_parameters(), m.named_buffers()))
@@ -148,8 +140,44 @@ def _informative(t:torch.Tensor) -> bool:
     "A tensor whose equality with another's says something: floating point, several elements, not all the same value."
     return t.is_floating_point() and t.numel() > 1 and bool((t != t.flatten()[0]).any())
 
-def _check_distinct(teachers:list):
-    "Raise unless no two teachers share a module, a tensor's storage, or all their weights: each must count once."
+# %% ../nbs/01_models.ipynb 24
+NEAR = 1e-3  # relative L2 distance of all weights under which two teachers count as copies of one
+
+def _relative_distance(layers:list, # per weight tensor, its rows of all teachers: an (n, ...) tensor or a list of n tensors
+                       i:int, j:int) -> float:
+    "|a - b| / max(|a|, |b|) of teachers `i` and `j` over all `layers`, in float64 (0 for two teachers of zeros)."
+    a, b = (torch.cat([W[k].detach().flatten().cpu().double() for W in layers]) for k in (i, j))
+    d = (a - b).norm().item()
+    return d and d / max(a.norm().item(), b.norm().item())
+
+# %% ../nbs/01_models.ipynb 25
+def _maybe_close(layers:list, # per weight tensor, its rows of all teachers: an (n, ...) tensor or a list of n tensors
+                 tol:float=NEAR) -> list:
+    "Pairs `[i, j]`, i < j, whose relative distance may be under `tol`: one float32 Gram matrix of the centred rows, with room for its rounding."
+    G = sq = 0
+    for W in layers:
+        W = (W if torch.is_tensor(W) else torch.stack(W)).detach().float().flatten(1); C = W - W.mean(0)
+        G, sq = G + (C @ C.T).cpu().double(), sq + torch.linalg.vector_norm(W, dim=1).cpu().double() ** 2
+    c = G.diag()
+    close = c[:, None] + c - 2 * G <= tol**2 * torch.maximum(sq[:, None], sq) + 1e-3 * (c[:, None] + c)
+    return close.triu(1).nonzero().tolist()
+
+def _near_copy(layers:list, # per weight tensor, its rows of all teachers: an (n, ...) tensor or a list of n tensors
+               tol:float=NEAR) -> tuple|None:
+    "`(i, j, distance)` of the first two teachers closer than `tol`, or None: the Gram matrix proposes, float64 decides."
+    for i, j in _maybe_close(layers, tol):
+        if (d := _relative_distance(layers, i, j)) < tol: return i, j, d
+
+# %% ../nbs/01_models.ipynb 27
+def _copies(pair:str, d:float, fix:str) -> ValueError:
+    "The error for two teachers (`pair` names them) whose weights lie `d` < `NEAR` apart."
+    kind = 'identical' if d == 0 else 'nearly identical'
+    return ValueError(f"{pair} have {kind} weights (relative L2 distance {d:.1e} < NEAR = {NEAR:g}): copies of one teacher, which "
+                      f"one record changes together, while the noise is calibrated for one teacher per record; {fix}. No check sees "
+                      "teachers trained on overlapping data, or copies fine-tuned further apart: M is your promise of M disjoint parts")
+
+def _check_shared(teachers:list):
+    "Raise if two teachers share a module or a tensor's storage."
     owner = {}
     for j, t in enumerate(teachers):
         for name, x in _tensors(t):
@@ -157,29 +185,79 @@ def _check_distinct(teachers:list):
             i = owner.setdefault(x.untyped_storage().data_ptr(), j)
             if i != j: raise ValueError(f"teachers[{i}] and teachers[{j}] share weights ({name}): the same module or layers listed twice. One "
                                         "record would change both, while the noise is calibrated for one teacher per record; pass each teacher once")
-    seen = {}
-    for j, t in enumerate(teachers):
-        key = tuple(_tensor_key(x) for _, x in _tensors(t))
-        for i in seen.get(key, []):
-            if all(torch.equal(a, b) for (_, a), (_, b) in zip(_tensors(teachers[i]), _tensors(t))):
-                raise ValueError(f"teachers[{i}] and teachers[{j}] have identical weights: copies of one teacher, which one record changes "
-                                 "together; pass teachers trained on disjoint parts of the private data, each once")
-        seen.setdefault(key, []).append(j)
 
-def as_teachers(teachers) -> nn.Module:
-    "An ensemble (`members`, logits (M, B, classes)) from a `TeacherCNN`, one `nn.Module` (M = 1) or a list of distinct ones (M = its length)."
-    if isinstance(teachers, nn.Module): return teachers if hasattr(teachers, 'members') else TeacherModules([teachers])
-    if not (isinstance(teachers, (list, tuple)) and teachers and all(isinstance(t, nn.Module) for t in teachers)):
-        raise TypeError(f"teachers={teachers!r:.80}: pass a trained nn.Module (one teacher), a list of them "
-                        "(one per disjoint part of the private data) or a TeacherCNN ensemble")
+# %% ../nbs/01_models.ipynb 28
+def _check_distinct(teachers:list, # modules, one teacher each
+                    tol:float=NEAR):
+    "Raise if two teachers share a module or a tensor's storage, or lie under `tol` apart: each must count once."
+    _check_shared(teachers)
+    floats = [[x for _, x in _tensors(t) if x.is_floating_point()] for t in teachers]
+    groups = {}  # teachers whose weights have the same shapes, dtypes and devices: the only ones that can be copies
+    for j, xs in enumerate(floats):
+        if xs: groups.setdefault(tuple((x.shape, x.dtype, x.device) for x in xs), []).append(j)
+    for idx in (g for g in groups.values() if len(g) > 1):
+        if near := _near_copy(list(zip(*(floats[j] for j in idx))), tol):
+            raise _copies(f'teachers[{idx[near[0]]}] and teachers[{idx[near[1]]}]', near[2], "pass teachers trained on disjoint parts of "
+                          "the private data, each once")
+
+def _check_members(t:TeacherCNN, tol:float=NEAR):
+    "Raise if two members of a `TeacherCNN` lie under `tol` apart: all pairs at once, along the member axis."
+    if t.members > 1 and (near := _near_copy(list(t.parameters()), tol)):
+        raise _copies(f'members {near[0]} and {near[1]} of the TeacherCNN', near[2], "train its members on disjoint parts of the "
+                      "private data (train_teachers does) and never copy one member's weights into another")
+
+# %% ../nbs/01_models.ipynb 32
+def _is_ensemble(m:nn.Module) -> bool:
+    "Whether `m` is one of the package's ensembles: the only modules whose `members` is believed."
+    return type(m) in (TeacherCNN, TeacherModules)
+
+def _logits_of_one(teacher:nn.Module, x:torch.Tensor) -> torch.Tensor:
+    "Logits (B, classes) of one teacher: a plain classifier, or a one-member ensemble of the package."
+    out = teacher(x)
+    return out[0] if _is_ensemble(teacher) else out
+
+def _check_claim(t:nn.Module, name:str):
+    "Raise if `t`, given as `name`, says how many teachers it holds without being one of the package's ensembles."
+    if hasattr(t, 'members') and not _is_ensemble(t):
+        raise ValueError(f"{name} has members={t.members!r:.60} but is a {type(t).__name__}, not the package's TeacherCNN or TeacherModules: "
+                         "nothing can check that its outputs are that many distinct teachers. Pass a list of your teachers, one module "
+                         "each (as_teachers checks them), or rename the attribute to have the module count as one teacher")
+
+# %% ../nbs/01_models.ipynb 33
+def _check_list(teachers:list):
+    "Raise unless `teachers` are distinct modules of one teacher each."
+    if not teachers: raise ValueError("teachers=[]: need at least one teacher")
     for j, t in enumerate(teachers):
+        _check_claim(t, f'teachers[{j}]')
         if getattr(t, 'members', 1) != 1:
             raise ValueError(f"teachers[{j}] holds {t.members} teachers: a list takes one teacher per entry; "
                              f"pass [member(t, i) for i in range({t.members})], or the ensemble alone")
-    _check_distinct(list(teachers))
+    _check_distinct(teachers)
+
+class TeacherModules(nn.Module):
+    "Teachers of your own, one `nn.Module` each, checked to be distinct, as one ensemble: logits (M, B, classes), like `TeacherCNN`."
+    def __init__(self, modules:list): # one trained teacher per disjoint part of the private data
+        super().__init__()
+        self.teachers = nn.ModuleList(modules)
+        _check_list(list(self.teachers))
+    @property
+    def members(self) -> int:
+        "Number of teachers: the modules held, so it cannot be set apart from them."
+        return len(self.teachers)
+    def forward(self, x): return torch.stack([_logits_of_one(t, x) for t in self.teachers])
+
+# %% ../nbs/01_models.ipynb 34
+def as_teachers(teachers) -> nn.Module:
+    "A checked ensemble (`members`, logits (M, B, classes)) from a `TeacherCNN`, one `nn.Module` (M = 1) or a list of distinct ones (M = its length)."
+    if type(teachers) is TeacherCNN: _check_members(teachers); return teachers
+    if type(teachers) is TeacherModules: _check_list(list(teachers.teachers)); return teachers  # again: its list may have grown since
+    if isinstance(teachers, nn.Module): _check_claim(teachers, 'teachers'); return TeacherModules([teachers])
+    if not (isinstance(teachers, (list, tuple)) and teachers and all(isinstance(t, nn.Module) for t in teachers)):
+        raise TypeError(f"teachers={teachers!r:.80}: pass a trained nn.Module (one teacher), a list of them "
+                        "(one per disjoint part of the private data) or a TeacherCNN ensemble")
     return TeacherModules(list(teachers))
 
-# %% ../nbs/01_models.ipynb 26
+# %% ../nbs/01_models.ipynb 41
 def member(teachers:TeacherCNN, j:int) -> TeacherCNN:
     "A single-member copy of teacher `j` of an ensemble (of `TeacherModules`: its `j`-th module itself)."
     if isinstance(teachers, TeacherModules): return teachers.teachers[j]
@@ -188,7 +266,7 @@ def member(teachers:TeacherCNN, j:int) -> TeacherCNN:
     one.load_state_dict({k: v[j:j+1] for k, v in teachers.state_dict().items()})
     return one
 
-# %% ../nbs/01_models.ipynb 31
+# %% ../nbs/01_models.ipynb 46
 def student_cnn(info:DataInfo, # the data set's shape and classes
                 width:int=32, # filters of the first convolution (the second has twice as many)
                ) -> nn.Sequential:
@@ -199,7 +277,7 @@ def student_cnn(info:DataInfo, # the data set's shape and classes
         nn.Conv2d(width, 2 * width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
         nn.Flatten(), nn.Linear(2 * width * h * w, info.num_classes))
 
-# %% ../nbs/01_models.ipynb 34
+# %% ../nbs/01_models.ipynb 49
 class Generator(nn.Module):
     "Maps noise (and optionally a class) to images of the data set's shape in [-1, 1]."
     def __init__(self, info:DataInfo, # the data set's shape and classes

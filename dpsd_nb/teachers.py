@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .data import Data, partition
-from .models import TeacherCNN, member, default_device, seeded, as_teachers
+from .models import TeacherCNN, member, default_device, seeded, as_teachers, _is_ensemble
 
 # %% auto 0
 __all__ = ['AUGMENT_STREAM', 'TEACHER_ARCHITECTURE', 'PARTITION', 'AUGMENTATION', 'AUGMENTATION_CODE', 'TeacherConfig',
@@ -170,7 +170,7 @@ def train_teachers(data:Data, cfg:TeacherConfig, device=None, progress:bool=True
 def teacher_logits(teachers, # a `TeacherCNN`, or teachers of your own (see `as_teachers`)
                    x:torch.Tensor, chunk:int|None=None) -> torch.Tensor:
     "Logits (M, N, classes) of every teacher on `x`, in chunks that keep memory bounded."
-    teachers = as_teachers(teachers)
+    teachers = teachers if _is_ensemble(teachers) else as_teachers(teachers)  # an ensemble runs as it is: the oracle and PATE check it once
     dev = next(teachers.parameters()).device
     chunk = chunk or max(16, 8192 // teachers.members)
     return torch.cat([teachers(xb.to(dev)) for xb in x.split(chunk)], dim=1)

@@ -1,12 +1,12 @@
 """The information flow, enforced: the teachers run only inside the oracle, in eval mode, without gradients,
 and only their votes reach what is released. Each check is shown to fail on a deliberately broken loop."""
-import copy
 
 import pytest
 import torch
 
 from dpsd_nb.data import load_dataset
 from dpsd_nb.distill import Distiller, DistillConfig, PrivacyConfig, TeacherOracle
+from dpsd_nb.models import member
 from dpsd_nb.teachers import TeacherConfig, get_teachers
 from flowguard import FlowGuard
 
@@ -22,9 +22,14 @@ def digits(tmp_path_factory):
 
 
 class Shifted(torch.nn.Module):
-    "Same votes as `t`, different logits."
-    def __init__(self, t): super().__init__(); self.t, self.members = t, t.members
-    def forward(self, x): out = self.t(x); return 3 * out + out.mean(-1, keepdim=True) ** 2
+    "Same votes as the one-member `t`, different logits: one teacher of your own."
+    def __init__(self, t): super().__init__(); self.t = t
+    def forward(self, x): out = self.t(x)[0]; return 3 * out + out.mean(-1, keepdim=True) ** 2
+
+
+def _members(teachers, wrap=lambda t: t):
+    "The ensemble's members as a list of teachers (each a copy), each wrapped in `wrap`."
+    return [wrap(member(teachers, j)) for j in range(teachers.members)]
 
 
 def _run(data, teachers): return Distiller(data.info, teachers, PRIV, SMALL, device='cpu').fit()
@@ -58,7 +63,7 @@ def test_the_guard_sees_a_teacher_called_outside_the_oracle(digits, monkeypatch)
 
 def test_only_the_votes_reach_the_student_and_the_generator(digits):
     data, teachers = digits
-    a, b = _run(data, teachers), _run(data, Shifted(copy.deepcopy(teachers)))
+    a, b = _run(data, _members(teachers)), _run(data, _members(teachers, Shifted))
     assert _same(a.student, b.student) and _same(a.generator, b.generator)
 
 
@@ -71,5 +76,5 @@ def test_a_loop_that_reads_the_logits_is_told_apart(digits, monkeypatch):
         answer.soft.mul_(1 + 1e-3 * scale)
         return answer
     monkeypatch.setattr(TeacherOracle, 'answer', leaky)
-    a, b = _run(data, teachers), _run(data, Shifted(copy.deepcopy(teachers)))
+    a, b = _run(data, _members(teachers)), _run(data, _members(teachers, Shifted))
     assert not (_same(a.student, b.student) and _same(a.generator, b.generator))

@@ -13,7 +13,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from dpsd_nb.data import Data, DataInfo
-from dpsd_nb.models import TeacherCNN, member, seeded, student_cnn
+from dpsd_nb.models import TeacherCNN, TeacherModules, member, seeded, student_cnn
 from dpsd_nb.teachers import TeacherConfig, teacher_logits, train_teachers
 from dpsd_nb.distill import (Distiller, DistillConfig, PrivacyConfig, _reinitialized, own_vote_chance)
 from flowguard import FlowGuard
@@ -245,3 +245,41 @@ def test_the_cuda_random_states_are_left_alone():
     touch_everything('cuda')
     after = cpu_and_cuda_states()
     assert torch.equal(after[0], before[0]) and all(torch.equal(a, b) for a, b in zip(after[1], before[1]))
+
+
+class ClaimsMembers(nn.Module):
+    "A module of your own that says it holds `members` teachers and returns that many copies of one teacher's logits."
+    def __init__(self, t, members=50): super().__init__(); self.t, self.members = t, members
+    def forward(self, x): return self.t(x).expand(self.members, -1, -1)
+
+def _nudged(t):
+    "A deep copy of `t` with 1e-6 added to one bias: a different tensor, the same teacher."
+    t2 = copy.deepcopy(t)
+    with torch.no_grad(): t2[-1].bias[0] += 1e-6
+    return t2
+
+def _copied_members(near:bool):
+    "A `TeacherCNN` of 4 whose member 2 is member 0 copied (plus 1e-6 on one bias if `near`)."
+    with seeded(0): e = TeacherCNN(RGB, members=4, width=4, hidden=8)
+    with torch.no_grad():
+        for p in e.parameters(): p[2] = p[0]
+        e.fc2.bias[2, 0, 0] += 1e-6 if near else 0.
+    return e
+
+INFLATED = {  # a way to count one teacher several times -> the words of the refusal (the noise assumes one teacher per record)
+    'TeacherModules([t] * 5)': (lambda t: TeacherModules([t] * 5), 'teachers[0] and teachers[1] share weights'),
+    'a module of your own with members = 50': (lambda t: ClaimsMembers(t), 'members=50 but is a ClaimsMembers'),
+    'a copy with 1e-6 on one bias': (lambda t: [t, _nudged(t)], 'teachers[0] and teachers[1] have nearly identical weights'),
+    'a TeacherCNN with a member copied': (lambda t: _copied_members(near=False), 'members 0 and 2 of the TeacherCNN have identical weights'),
+    'a TeacherCNN with a member nearly copied': (lambda t: _copied_members(near=True), 'members 0 and 2 of the TeacherCNN have nearly identical weights'),
+}
+
+@pytest.mark.parametrize('case', INFLATED)
+def test_a_teacher_count_that_cannot_be_inflated(case):
+    "Each record must change one teacher only: copies (exact or near) and counts the package cannot check are refused before any training."
+    make, words = INFLATED[case]
+    student = own_student(RGB); before = copy.deepcopy(student.state_dict())
+    with pytest.raises(ValueError, match=re.escape(words)), warnings.catch_warnings():
+        warnings.filterwarnings('ignore', message='one teacher')
+        Distiller(RGB, make(tiny_cnn(RGB)), PRIV, SMALL, device='cpu', student=student)
+    assert all(torch.equal(v, before[k]) for k, v in student.state_dict().items())
