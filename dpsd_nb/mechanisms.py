@@ -228,9 +228,9 @@ def discrete_gaussian_pmf(sigma:float, # the parameter, > 0
 def vote_counts(teacher_logits:torch.Tensor, # (M, B, C) the teachers' logits
                 candidates:torch.Tensor, # (B, k) candidate classes per sample
                ) -> torch.Tensor:
-    "How many teachers vote for each candidate, (B, k) in the logits' dtype."
+    "How many teachers vote for each candidate, (B, k), in the logits' dtype but at least float32: every count exact up to 2^24."
     votes = teacher_logits.argmax(-1)  # (M, B)
-    return (votes.unsqueeze(-1) == candidates.unsqueeze(0)).sum(0).to(teacher_logits.dtype)
+    return (votes.unsqueeze(-1) == candidates.unsqueeze(0)).sum(0).to(torch.promote_types(teacher_logits.dtype, torch.float32))
 
 def _add_noise(counts, sigma, g):
     "Integer-valued `counts` plus exact discrete Gaussian noise N_Z(0, sigma^2), in the counts' dtype: integers again."
@@ -339,8 +339,9 @@ DATA_GRID_BITS = 10  # data mode releases multiples of 2^-10
 
 def on_grid(v:torch.Tensor, # (..., k) vectors of norm below 1
            ) -> torch.Tensor:
-    "Each row rounded towards zero to a multiple of 2^-DATA_GRID_BITS, in grid steps (int64); every norm stays below 1."
-    steps = torch.trunc(v.double() * 2**DATA_GRID_BITS).long()
+    "Each row rounded towards zero to a multiple of 2^-DATA_GRID_BITS, in grid steps (int64); every norm stays below 1, a row with inf or nan is 0."
+    v = v.double(); v = torch.where(v.isfinite().all(-1, keepdim=True), v, 0.)  # a teacher's broken output counts as no correction
+    steps = torch.trunc(v * 2**DATA_GRID_BITS).long()
     inside = (steps * steps).sum(-1, keepdim=True) < 4**DATA_GRID_BITS
     return torch.where(inside, steps, torch.div(steps, 2, rounding_mode='trunc'))
 

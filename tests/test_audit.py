@@ -10,11 +10,12 @@ broken variant of the package:
     sigma, three times the claimed eps0) exceed their claim;
 (c) the noise is secret: two runs with the same seed draw different noise unless reproducible noise is asked for;
 (d) the noise is exact: through a `Distiller`'s oracle, a candidate whose clean count is 0 on D and 1 on D' never shows
-    the low-order-bit event of Mironov (2012) that a float32 Gaussian leaves (a value in [-1, -0.5) at an odd multiple
-    of 2^-24, reachable from the count 0 only), so its Clopper-Pearson lower bound on delta stays at or below the
-    claim; every released count is an integer and every data-mode score a multiple of 2^-10; broken variant: the
-    float32 sampler the package used before (3,478 events against 0 in 200,000 answers each: delta >= 0.016 where 1e-5
-    is claimed).
+    the low-order-bit event of Mironov (2012) that a floating-point Gaussian leaves (a value in [-1, -0.5) at an odd
+    multiple of its last bit there, 2^-24 in float32, 2^-53 in float64: reachable from the count 0 only), and every
+    released count is an integer, every data-mode score a multiple of 2^-10; broken variants: the float32 sampler the
+    package used before (3,478 events against 0 in 200,000 answers each: a Clopper-Pearson lower bound on delta of
+    0.016 where 1e-5 is claimed) and the same in float64. With 200,000 answers the bound resolves delta down to about
+    2e-4, not to the claimed 1e-5: the audit catches a grid that betrays the count, it does not certify delta.
 (b) is repeated through the entry point for teachers of your own: the same trained teachers as a list of single
     modules inside a `Distiller`'s oracle, with the run's own calibrated mechanism; broken variant: a third of its
     sigma (a tenth of the draws: the teachers run on every copy of the query).
@@ -383,13 +384,18 @@ def test_audit_through_the_entry_point_exceeds_the_claim_with_less_noise(neighbo
 LOW_BIT_DRAWS = 200_000  # answers per data set; the float32 sampler shows the event in about 1 of 50
 
 def low_bit_events(noisy):
-    "How many noisy counts lie in [-1, -0.5) at an odd multiple of 2^-24 (Mironov's low-order bit, for the Gaussian)."
-    x = noisy.to(torch.float32)
-    return int(((x >= -1) & (x < -.5) & ((x.double() * 2**24) % 2 == 1)).sum())
+    "How many noisy counts lie in [-1, -0.5) at an odd multiple of the last bit there (2^-24 in float32, 2^-53 in float64): Mironov's event."
+    ulp = torch.finfo(noisy.dtype).eps / 2  # the spacing of floats in [0.5, 1)
+    x = noisy.double()
+    return int(((x >= -1) & (x < -.5) & ((x / ulp) % 2 == 1)).sum())  # x / ulp is exact: an integer below 2^53
 
 def float32_noise(counts, sigma, g):
     "The sampler before the fix, the broken variant: float32 Gaussian noise added to the counts."
     return counts + sigma * torch.randn(counts.shape, generator=g, dtype=counts.dtype, device=counts.device)
+
+def float64_noise(counts, sigma, g):
+    "A second broken variant: the same in float64 (the counts cast up)."
+    return counts.double() + sigma * torch.randn(counts.shape, generator=g, dtype=torch.float64, device=counts.device)
 
 @pytest.fixture(scope='module')
 def zero_against_one(neighbours, neighbour_runs):
@@ -418,8 +424,9 @@ def test_noisy_counts_have_no_low_bits_that_tell_neighbours_apart(neighbour_runs
         data = run.oracle.answer(x, probs, GaussianData(mech.sigma, 10), noise_generator(noise_seed=1)).noisy * 2**10
         assert torch.equal(labels, labels.round()) and torch.equal(data, data.round())
 
-def test_low_bit_audit_catches_the_float32_sampler(neighbour_runs, queries, zero_against_one, monkeypatch):
-    monkeypatch.setattr(mechanisms, '_add_noise', float32_noise)
+@pytest.mark.parametrize('sampler', [float32_noise, float64_noise])
+def test_low_bit_audit_catches_the_float_samplers(neighbour_runs, queries, zero_against_one, monkeypatch, sampler):
+    monkeypatch.setattr(mechanisms, '_add_noise', sampler)
     mech, (q, c, runs) = neighbour_runs[0].mechanism, zero_against_one
     delta, events = low_bit_delta(mech, runs, queries, q, c)
     assert events[0] > 0 and events[1] == 0 and delta > DELTA, (events, delta)
