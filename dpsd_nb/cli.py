@@ -17,8 +17,8 @@ from pathlib import Path
 from . import __version__
 
 # %% auto 0
-__all__ = ['RUN_FILES', 'TRAIN_RECORDS', 'CLASSES', 'write_report', 'check_out', 'prepare_out', 'check_args', 'choose_threads',
-           'run_dpsd', 'run_baseline', 'main']
+__all__ = ['RUN_FILES', 'TRAIN_RECORDS', 'CLASSES', 'write_report', 'check_out', 'prepare_out', 'check_args', 'run_dpsd',
+           'run_baseline', 'main']
 
 # %% ../nbs/08_cli.ipynb 7
 def _common(p):
@@ -151,20 +151,13 @@ def check_args(args:argparse.Namespace) -> argparse.Namespace:
     return args
 
 # %% ../nbs/08_cli.ipynb 17
-def choose_threads(requested:int|None=None) -> int:
-    "Torch's CPU threads: `requested`, else `$OMP_NUM_THREADS`, else half the cores this process may use (at least 1)."
-    if requested is not None: return requested
-    if os.environ.get('OMP_NUM_THREADS', '').isdigit() and int(os.environ['OMP_NUM_THREADS']) >= 1: return int(os.environ['OMP_NUM_THREADS'])
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1)
-    return max(1, cores // 2)
-
 def _environment(args, argv) -> dict:
     "What a report records of the machine and the call: versions, device, threads, the command line."
     import torch
     return {'versions': {'dpsd_nb': __version__, 'torch': torch.__version__, 'python': platform.python_version()},
             'threads': torch.get_num_threads(), 'command': shlex.join(['dpsd-nb', *argv])}
 
-# %% ../nbs/08_cli.ipynb 20
+# %% ../nbs/08_cli.ipynb 19
 def run_dpsd(args) -> dict:
     "Teachers, the DPSD loop, evaluation; write the models and samples into `args.out` (checked by `check_args`); return the report (`main` writes it, last)."
     from dpsd_nb.data import load_dataset
@@ -236,7 +229,7 @@ def run_baseline(args) -> dict:
     save_atomic(student.state_dict(), out/'student.pt'); _drop_others(out, ['student.pt', 'report.json'])
     return report
 
-# %% ../nbs/08_cli.ipynb 22
+# %% ../nbs/08_cli.ipynb 21
 def main(argv:list|None=None) -> int:
     "Entry point of the `dpsd-nb` command: every check that needs no torch first, then the job, a report on stdout."
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -245,6 +238,7 @@ def main(argv:list|None=None) -> int:
     try:
         args = check_args(args)  # no torch imported yet: bad input fails in a fraction of a second
         import torch
+        from dpsd_nb.models import choose_threads
         torch.set_num_threads(choose_threads(args.threads))
         env = _environment(args, argv)
         job = run_dpsd if args.command == 'run' else run_baseline
@@ -255,6 +249,6 @@ def main(argv:list|None=None) -> int:
     print(json.dumps({k: _json_number(v) for k, v in report.items()}, indent=1))
     return 0
 
-# %% ../nbs/08_cli.ipynb 23
+# %% ../nbs/08_cli.ipynb 22
 #| eval: false
 if __name__ == '__main__': sys.exit(main())

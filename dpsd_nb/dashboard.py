@@ -22,13 +22,13 @@ from PIL import Image
 from torchvision.utils import make_grid
 
 from .data import DATASETS, load_dataset
-from .models import default_device, resolve_device
+from .models import choose_threads, default_device, resolve_device
 from .teachers import TeacherConfig, get_teachers, teacher_logits
 from .mechanisms import RandomizedResponse, GaussianData, explain, noise_generator, noise_note, project_simplex
 from .accountant import Accountant, epsilon_gaussian, privacy_unit
 from .evaluate import sample_grid, grid_picture
 from .distill import Callback, Distiller, DistillConfig, PrivacyConfig, accuracy, spread_every
-from .cli import choose_threads
+
 
 # %% auto 0
 __all__ = ['PRIVACY_KNOBS', 'PRESETS', 'privacy_summary', 'Dashboard', 'setup_colab']

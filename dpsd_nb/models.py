@@ -6,6 +6,7 @@
 from __future__ import annotations
 import itertools
 import math
+import os
 from contextlib import contextmanager
 
 import torch
@@ -15,8 +16,8 @@ import torch.nn.functional as F
 from .data import DataInfo
 
 # %% auto 0
-__all__ = ['NEAR', 'default_device', 'resolve_device', 'seeded', 'device_of', 'evaluating', 'MemberConv2d', 'MemberLinear',
-           'TeacherCNN', 'TeacherModules', 'as_teachers', 'member', 'student_cnn', 'Generator']
+__all__ = ['NEAR', 'default_device', 'resolve_device', 'choose_threads', 'seeded', 'device_of', 'evaluating', 'MemberConv2d',
+           'MemberLinear', 'TeacherCNN', 'TeacherModules', 'as_teachers', 'member', 'student_cnn', 'Generator']
 
 # %% ../nbs/01_models.ipynb 7
 def default_device() -> torch.device:
@@ -38,6 +39,15 @@ def resolve_device(name:str|torch.device|None=None) -> torch.device:
     return dev
 
 # %% ../nbs/01_models.ipynb 11
+def choose_threads(requested:int|None=None) -> int:
+    "Torch's CPU threads: `requested`, else `$OMP_NUM_THREADS`, else half the cores this process may use (at least 1)."
+    if requested is not None: return requested
+    if os.environ.get('OMP_NUM_THREADS', '').isdigit() and int(os.environ['OMP_NUM_THREADS']) >= 1: return int(os.environ['OMP_NUM_THREADS'])
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1)
+    return max(1, cores // 2)
+
+
+# %% ../nbs/01_models.ipynb 14
 @contextmanager
 def seeded(seed:int):
     "Inside: the CPU's random state seeded with `seed` (draw weights on the CPU, then move them); after: as it was. No other device's state is touched."
@@ -45,7 +55,7 @@ def seeded(seed:int):
         torch.default_generator.manual_seed(seed)
         yield
 
-# %% ../nbs/01_models.ipynb 14
+# %% ../nbs/01_models.ipynb 17
 def device_of(m:nn.Module) -> torch.device:
     "The device of `m`'s first parameter or buffer (the CPU if it has none)."
     t = next(itertools.chain(m.parameters(), m.buffers()), None)
@@ -61,7 +71,7 @@ def evaluating(*models):
     finally:
         for m, mode in zip(models, modes): m.train(mode)
 
-# %% ../nbs/01_models.ipynb 17
+# %% ../nbs/01_models.ipynb 20
 def _init_members(weight, bias, fan_in):
     "nn.Conv2d / nn.Linear default init, member by member."
     for w in weight: nn.init.kaiming_uniform_(w, a=math.sqrt(5))
@@ -87,7 +97,7 @@ class MemberLinear(nn.Module):
         _init_members(self.weight.transpose(1, 2), self.bias, d_in)
     def forward(self, x): return torch.baddbmm(self.bias, x, self.weight)
 
-# %% ../nbs/01_models.ipynb 19
+# %% ../nbs/01_models.ipynb 22
 def _stages(size:int) -> int:
     "Number of stride-2 stages: halve until the side is at most 7."
     n = 0
@@ -127,7 +137,7 @@ class TeacherCNN(nn.Module):
         x = x.reshape(x.shape[0], M, -1).transpose(0, 1)  # (M, B, features)
         return self.fc2(F.relu(self.fc1(x)))
 
-# %% ../nbs/01_models.ipynb 22
+# %% ../nbs/01_models.ipynb 25
 def _tensors(m:nn.Module) -> list:
     "`(name, tensor)` of every parameter and buffer of `m`, shared ones once."
     return list(itertools.chain(m.named_parameters(), m.named_buffers()))
@@ -140,7 +150,7 @@ def _informative(t:torch.Tensor) -> bool:
     "A tensor whose equality with another's says something: floating point, several elements, not all the same value."
     return t.is_floating_point() and t.numel() > 1 and bool((t != t.flatten()[0]).any())
 
-# %% ../nbs/01_models.ipynb 24
+# %% ../nbs/01_models.ipynb 27
 NEAR = 1e-3  # relative L2 distance of all weights under which two teachers count as copies of one
 
 def _relative_distance(layers:list, # per weight tensor, its rows of all teachers: an (n, ...) tensor or a list of n tensors
@@ -150,7 +160,7 @@ def _relative_distance(layers:list, # per weight tensor, its rows of all teacher
     d = (a - b).norm().item()
     return d and d / max(a.norm().item(), b.norm().item())
 
-# %% ../nbs/01_models.ipynb 25
+# %% ../nbs/01_models.ipynb 28
 def _maybe_close(layers:list, # per weight tensor, its rows of all teachers: an (n, ...) tensor or a list of n tensors
                  tol:float=NEAR) -> list:
     "Pairs `[i, j]`, i < j, whose relative distance may be under `tol`: one float32 Gram matrix of the centred rows, with room for its rounding."
@@ -168,7 +178,7 @@ def _near_copy(layers:list, # per weight tensor, its rows of all teachers: an (n
     for i, j in _maybe_close(layers, tol):
         if (d := _relative_distance(layers, i, j)) < tol: return i, j, d
 
-# %% ../nbs/01_models.ipynb 27
+# %% ../nbs/01_models.ipynb 30
 def _copies(pair:str, d:float, fix:str) -> ValueError:
     "The error for two teachers (`pair` names them) whose weights lie `d` < `NEAR` apart."
     kind = 'identical' if d == 0 else 'nearly identical'
@@ -186,7 +196,7 @@ def _check_shared(teachers:list):
             if i != j: raise ValueError(f"teachers[{i}] and teachers[{j}] share weights ({name}): the same module or layers listed twice. One "
                                         "record would change both, while the noise is calibrated for one teacher per record; pass each teacher once")
 
-# %% ../nbs/01_models.ipynb 28
+# %% ../nbs/01_models.ipynb 31
 def _check_distinct(teachers:list, # modules, one teacher each
                     tol:float=NEAR):
     "Raise if two teachers share a module or a tensor's storage, or lie under `tol` apart: each must count once."
@@ -206,7 +216,7 @@ def _check_members(t:TeacherCNN, tol:float=NEAR):
         raise _copies(f'members {near[0]} and {near[1]} of the TeacherCNN', near[2], "train its members on disjoint parts of the "
                       "private data (train_teachers does) and never copy one member's weights into another")
 
-# %% ../nbs/01_models.ipynb 32
+# %% ../nbs/01_models.ipynb 35
 def _is_ensemble(m:nn.Module) -> bool:
     "Whether `m` is one of the package's ensembles: the only modules whose `members` is believed."
     return type(m) in (TeacherCNN, TeacherModules)
@@ -223,7 +233,7 @@ def _check_claim(t:nn.Module, name:str):
                          "nothing can check that its outputs are that many distinct teachers. Pass a list of your teachers, one module "
                          "each (as_teachers checks them), or rename the attribute to have the module count as one teacher")
 
-# %% ../nbs/01_models.ipynb 33
+# %% ../nbs/01_models.ipynb 36
 def _check_list(teachers:list):
     "Raise unless `teachers` are distinct modules of one teacher each."
     if not teachers: raise ValueError("teachers=[]: need at least one teacher")
@@ -246,7 +256,7 @@ class TeacherModules(nn.Module):
         return len(self.teachers)
     def forward(self, x): return torch.stack([_logits_of_one(t, x) for t in self.teachers])
 
-# %% ../nbs/01_models.ipynb 34
+# %% ../nbs/01_models.ipynb 37
 def as_teachers(teachers) -> nn.Module:
     "A checked ensemble (`members`, logits (M, B, classes)) from a `TeacherCNN`, one `nn.Module` (M = 1) or a list of distinct ones (M = its length)."
     if type(teachers) is TeacherCNN: _check_members(teachers); return teachers
@@ -257,7 +267,7 @@ def as_teachers(teachers) -> nn.Module:
                         "(one per disjoint part of the private data) or a TeacherCNN ensemble")
     return TeacherModules(list(teachers))
 
-# %% ../nbs/01_models.ipynb 41
+# %% ../nbs/01_models.ipynb 44
 def member(teachers:TeacherCNN, j:int) -> TeacherCNN:
     "A single-member copy of teacher `j` of an ensemble (of `TeacherModules`: its `j`-th module itself)."
     if isinstance(teachers, TeacherModules): return teachers.teachers[j]
@@ -266,7 +276,7 @@ def member(teachers:TeacherCNN, j:int) -> TeacherCNN:
     one.load_state_dict({k: v[j:j+1] for k, v in teachers.state_dict().items()})
     return one
 
-# %% ../nbs/01_models.ipynb 46
+# %% ../nbs/01_models.ipynb 49
 def student_cnn(info:DataInfo, # the data set's shape and classes
                 width:int=32, # filters of the first convolution (the second has twice as many)
                ) -> nn.Sequential:
@@ -277,7 +287,7 @@ def student_cnn(info:DataInfo, # the data set's shape and classes
         nn.Conv2d(width, 2 * width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
         nn.Flatten(), nn.Linear(2 * width * h * w, info.num_classes))
 
-# %% ../nbs/01_models.ipynb 49
+# %% ../nbs/01_models.ipynb 52
 class Generator(nn.Module):
     "Maps noise (and optionally a class) to images of the data set's shape in [-1, 1]."
     def __init__(self, info:DataInfo, # the data set's shape and classes
