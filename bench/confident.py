@@ -26,7 +26,8 @@ import torch
 
 from dpsd_nb.data import load_dataset, validation_split
 from dpsd_nb.teachers import TeacherConfig, get_teachers
-from dpsd_nb.distill import Distiller, DistillConfig, PrivacyConfig, accuracy, spread_every
+from dpsd_nb.distill import Distiller, DistillConfig, PrivacyConfig, spread_every
+from dpsd_nb.models import accuracy
 from dpsd_nb.pate import NOT_PRIVATE, pate_epsilon, public_votes
 
 MODES = {'label (GNMax)': 'gaussian', 'confident (Confident-GNMax)': 'confident'}

@@ -24,7 +24,8 @@ from utility import SETUPS  # the MNIST table's settings, one source
 
 from dpsd_nb.data import load_dataset, validation_split
 from dpsd_nb.teachers import get_teachers
-from dpsd_nb.distill import DistillConfig, PrivacyConfig, accuracy
+from dpsd_nb.distill import DistillConfig, PrivacyConfig
+from dpsd_nb.models import accuracy
 from dpsd_nb.improve import fit_together, pair_configs
 
 

@@ -34,7 +34,8 @@ import torch
 from dpsd_nb.data import load_dataset, validation_split
 from dpsd_nb.models import Generator, resolve_device, seeded
 from dpsd_nb.teachers import TeacherConfig, get_teachers, teacher_logits, class_votes
-from dpsd_nb.distill import Distiller, DistillConfig, PrivacyConfig, accuracy
+from dpsd_nb.distill import Distiller, DistillConfig, PrivacyConfig
+from dpsd_nb.models import accuracy
 from dpsd_nb.evaluate import predicted_labels, synthetic_images
 from dpsd_nb.accountant import NEIGHBOUR_RELATION, privacy_unit
 from dpsd_nb.mechanisms import noise_note

@@ -38,7 +38,8 @@ import torch
 from dpsd_nb.data import load_dataset, validation_split
 from dpsd_nb.models import resolve_device
 from dpsd_nb.teachers import TeacherConfig, get_teachers
-from dpsd_nb.distill import DistillConfig, PrivacyConfig, accuracy
+from dpsd_nb.distill import DistillConfig, PrivacyConfig
+from dpsd_nb.models import accuracy
 from dpsd_nb.improve import fit_together, pair_configs
 from dpsd_nb.evaluate import predicted_labels, train_dpsgd, dpsgd_recipe, sample_grid, grid_picture, save_image_atomic
 from dpsd_nb.accountant import NEIGHBOUR_RELATION, privacy_unit

@@ -210,7 +210,8 @@ def run_baseline(args) -> dict:
     from dpsd_nb.teachers import save_atomic
     from dpsd_nb.accountant import NEIGHBOUR_RELATION
     from dpsd_nb.mechanisms import noise_note
-    from dpsd_nb.evaluate import NOT_PRIVATE, train_dpsgd, dpsgd_recipe, accuracy, mia_auc
+    from dpsd_nb.evaluate import NOT_PRIVATE, train_dpsgd, dpsgd_recipe, mia_auc
+    from dpsd_nb.models import accuracy
     t0 = time.time()
     device = resolve_device(args.device)
     out = prepare_out(args.out)

@@ -27,7 +27,8 @@ from .teachers import TeacherConfig, get_teachers, teacher_logits
 from .mechanisms import RandomizedResponse, GaussianData, explain, noise_generator, noise_note, project_simplex
 from .accountant import Accountant, epsilon_gaussian, privacy_unit
 from .evaluate import sample_grid, grid_picture
-from .distill import Callback, Distiller, DistillConfig, PrivacyConfig, accuracy, spread_every
+from .distill import Callback, Distiller, DistillConfig, PrivacyConfig, spread_every
+from .models import accuracy
 
 
 # %% auto 0

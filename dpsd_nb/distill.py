@@ -18,19 +18,20 @@ from fastcore.basics import patch
 from tqdm.auto import tqdm
 
 from .data import DataInfo
-from .models import Generator, student_cnn, resolve_device, seeded, as_teachers, TeacherModules, device_of, evaluating
+from .models import Generator, student_cnn, resolve_device, seeded, as_teachers, TeacherModules, device_of, evaluating, accuracy
 from .models import _tensors, _tensor_key, _informative
 from .teachers import teacher_logits, save_atomic
 from .mechanisms import (Answer, ConfidentLabels, GaussianLabels, GaussianData, RandomizedResponse, check_noise_seed, discrete_gaussian_pmf, explain,
                          noise_generator, rr_keep_prob)
 from .accountant import NEIGHBOUR_RELATION, Accountant, calibrate, check_delta
+from .pate import _release_order, calibrate_confident, pate_epsilon, release_epsilon
 from .improve import balanced_pick, ema_warmup, soft_vote_targets, denoise_targets
 
 # %% auto 0
-__all__ = ['MODES', 'RELEASE_STREAM', 'PATE_THRESHOLD', 'PrivacyConfig', 'TeacherOracle', 'accuracy', 'DistillConfig',
-           'check_together', 'spread_every', 'Callback', 'check_student', 'check_generator', 'soft_cross_entropy',
-           'mode_seeking', 'Distiller', 'own_vote_chance', 'single_teacher_note', 'ProgressCallback', 'History',
-           'Checkpoint', 'ConfidentReport']
+__all__ = ['MODES', 'RELEASE_STREAM', 'PATE_THRESHOLD', 'PrivacyConfig', 'TeacherOracle', 'DistillConfig', 'check_together',
+           'spread_every', 'Callback', 'check_student', 'check_generator', 'soft_cross_entropy', 'mode_seeking',
+           'Distiller', 'own_vote_chance', 'single_teacher_note', 'ProgressCallback', 'History', 'Checkpoint',
+           'ConfidentReport']
 
 # %% ../nbs/05b_distiller.ipynb 8
 MODES = {('label', 'gaussian'): GaussianLabels, ('label', 'rr'): RandomizedResponse, ('label', 'confident'): ConfidentLabels,
@@ -86,7 +87,6 @@ class PrivacyConfig:
 
     def _confident(self, k, teachers):
         "Confident-GNMax: sigma1 / sigma2 = 150 / 40 as in PATE, both calibrated so that every query asked, all answered, meets the target."
-        from dpsd_nb.pate import calibrate_confident  # here: pate imports evaluate, which imports this module
         if isinstance(teachers, bool) or not (isinstance(teachers, int) and teachers >= 1):
             raise ValueError(f"teachers={teachers!r}: mechanism='confident' sets its threshold from the number of teachers M; build(classes, teachers=M)")
         sigma1, sigma2 = calibrate_confident(self.epsilon, self.delta, self.queries)
@@ -150,16 +150,7 @@ class TeacherOracle:
         if isinstance(mechanism, ConfidentLabels): self._asked.append((ex.clean.cpu(), ex.answer.answered.cpu()))
         return ex.answer
 
-# %% ../nbs/05b_distiller.ipynb 14
-@torch.no_grad()
-def accuracy(model, test, batch:int=1024) -> float:
-    "Accuracy of a classifier on a test split."
-    model.eval(); dev = next(model.parameters()).device
-    x, y = test.tensors
-    pred = torch.cat([model(xb.to(dev)).argmax(1).cpu() for xb in x.split(batch)])
-    return (pred == y).float().mean().item()
-
-# %% ../nbs/05b_distiller.ipynb 17
+# %% ../nbs/05b_distiller.ipynb 16
 @dataclass(frozen=True)
 class DistillConfig:
     "The training knobs of the DPSD loop (the privacy ones are in `PrivacyConfig`)."
@@ -224,7 +215,7 @@ def spread_every(steps:int, # the run's iterations
     "The `query_every` that spreads `queries` over `steps`: ceil(queries / query_batch) query steps, evenly apart, the first at step 0."
     return max(1, steps // math.ceil(queries / query_batch))
 
-# %% ../nbs/05b_distiller.ipynb 20
+# %% ../nbs/05b_distiller.ipynb 19
 class Callback:
     "Base class: override any of the events."
     order = 0
@@ -233,7 +224,7 @@ class Callback:
     def after_step(self, d): pass
     def after_fit(self, d): pass
 
-# %% ../nbs/05b_distiller.ipynb 22
+# %% ../nbs/05b_distiller.ipynb 21
 def check_student(student:nn.Module, info:DataInfo):
     "Raise a clear error unless `student` maps a probe batch (2, *info.shape) to logits (2, info.num_classes)."
     x, C = torch.zeros(2, *info.shape, device=device_of(student)), info.num_classes
@@ -252,7 +243,7 @@ def check_generator(generator:nn.Module, info:DataInfo, latent:int):
         raise ValueError(f"generator(z, y) gives images of shape {tuple(x.shape)}: expected (2, *info.shape) = {(2, *info.shape)}")
     if x.abs().max() > 1: raise ValueError(f"generator(z, y) gives pixels up to {x.abs().max().item():.3g}: images must lie in [-1, 1] (end it with tanh)")
 
-# %% ../nbs/05b_distiller.ipynb 25
+# %% ../nbs/05b_distiller.ipynb 24
 def soft_cross_entropy(logits, soft):
     "Cross-entropy of `logits` against soft labels `soft` (B, classes)."
     return -(soft * F.log_softmax(logits, 1)).sum(1).mean()
@@ -320,7 +311,7 @@ class Distiller:
     def _noise(self, *shape): return torch.randn(*shape, generator=self.rng, device=self.device)
     def _classes(self, n): return (torch.arange(n, device=self.device) + torch.randint(self.info.num_classes, (1,), generator=self.rng, device=self.device)) % self.info.num_classes
 
-# %% ../nbs/05b_distiller.ipynb 27
+# %% ../nbs/05b_distiller.ipynb 26
 @patch
 def _query(self:Distiller):
     "Ask the oracle for DP answers on a fresh class-balanced synthetic batch (with `query_pool`, balanced by the student), if the budget allows."
@@ -389,7 +380,7 @@ def _generator_phase(self:Distiller):
     self.student.requires_grad_(True)
     return fit.item(), diverse.item()
 
-# %% ../nbs/05b_distiller.ipynb 29
+# %% ../nbs/05b_distiller.ipynb 28
 @patch
 def _batch(self:Distiller, n:int):
     "Indices of a random student batch out of `n` released answers."
@@ -450,7 +441,7 @@ def fit(self:Distiller):
     return self._finish()
 
 
-# %% ../nbs/05b_distiller.ipynb 34
+# %% ../nbs/05b_distiller.ipynb 33
 def own_vote_chance(mechanism, # a label-mode mechanism (None is returned in data mode)
                     votes:int=1, # how many teachers vote for the class, every other candidate getting none
                     position:int|None=None, # the class's place among the candidates (ties go to the first); None: the average
@@ -478,7 +469,7 @@ def single_teacher_note(mechanism, privacy:PrivacyConfig) -> str:
             f"{privacy.epsilon:g} over {privacy.queries} queries is calibrated to what one teacher's vote always moves: {noise}. "
             "Teachers trained on disjoint parts of the private data (a list of modules) give M votes of signal under the same noise.")
 
-# %% ../nbs/05b_distiller.ipynb 37
+# %% ../nbs/05b_distiller.ipynb 36
 class ProgressCallback(Callback):
     "A tqdm bar over the steps, showing epsilon spent and queries answered."
     def before_fit(self, d): self.bar = tqdm(total=d.cfg.steps, initial=d.step, desc='DPSD', leave=False)
@@ -498,7 +489,7 @@ class History(Callback):
             row['test_accuracy'] = accuracy(d.student, self.test)
         self.rows.append(row)
 
-# %% ../nbs/05b_distiller.ipynb 39
+# %% ../nbs/05b_distiller.ipynb 38
 @patch
 def _pair_state(self:Distiller) -> dict:
     "This pair's own state: its step, student, generator, optimizers, random state and latest answers."
@@ -547,7 +538,7 @@ class Checkpoint(Callback):
         if d.step % self.every == 0: save_atomic(d.state_dict(), self.path)
     def after_fit(self, d): save_atomic(d.state_dict(), self.path)
 
-# %% ../nbs/05b_distiller.ipynb 47
+# %% ../nbs/05b_distiller.ipynb 46
 @dataclass
 class ConfidentReport:
     "Confident mode's epsilons side by side: the guarantee (every query asked, charged) and the data-dependent one (NOT private)."
@@ -564,7 +555,7 @@ class ConfidentReport:
         "The epsilon to publish: the answers', or with the release the answers' and the release's together."
         return self.epsilon if self.released is None else self.released.data_independent_total
 
-# %% ../nbs/05b_distiller.ipynb 48
+# %% ../nbs/05b_distiller.ipynb 47
 @patch
 def confident_report(self:Distiller,
                      release:bool=False, # also release the data-dependent epsilon with smooth-sensitivity noise (costs privacy; needs k = all classes)
@@ -572,7 +563,6 @@ def confident_report(self:Distiller,
                      sigma_ss:float=15., # the release's noise in units of the smooth sensitivity
                     ) -> ConfidentReport:
     "The guarantee of a confident-mode run beside the data-dependent epsilon of the votes it saw (NOT private), and with `release` its DP release."
-    from dpsd_nb.pate import _release_order, pate_epsilon, release_epsilon  # here: pate imports evaluate, which imports this module
     m, delta, asked = self.mechanism, self.privacy.delta, self.oracle._asked
     if not isinstance(m, ConfidentLabels): raise ValueError(f"the run answers with {type(m).__name__}: confident_report needs mechanism='confident'")
     if not asked or sum(len(v) for v, _ in asked) != self.queries:  # none asked, or resumed: the votes before the checkpoint are gone

@@ -19,17 +19,16 @@ from opacus import PrivacyEngine
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from .data import Data, DataInfo, partition
-from .models import student_cnn, member, resolve_device, seeded, as_teachers, device_of, evaluating
+from .models import student_cnn, member, resolve_device, seeded, as_teachers, device_of, evaluating, accuracy, fit_classifier, fresh_student
 from .teachers import TeacherConfig, atomic_path, class_votes, evaluate_teachers, _shifted
-from .distill import accuracy
 from .mechanisms import noise_generator
 from .accountant import calibrate_dpsgd, check_delta, epsilon_dpsgd
 
 # %% auto 0
 __all__ = ['AUGMULT_STREAM', 'DPSGD_SCHEDULES', 'DPSGD_RECIPES', 'NOT_PRIVATE', 'predicted_labels', 'synthetic_images',
-           'class_coverage', 'fresh_student', 'fit_classifier', 'synthetic_utility', 'per_sample_loss', 'mia_auc',
-           'mia_auc_teachers', 'sample_grid', 'grid_picture', 'save_image_atomic', 'augmult_copies', 'mean_over_copies',
-           'dpsgd_recipe', 'dpsgd_step', 'train_dpsgd', 'evaluate']
+           'class_coverage', 'synthetic_utility', 'per_sample_loss', 'mia_auc', 'mia_auc_teachers', 'sample_grid',
+           'grid_picture', 'save_image_atomic', 'augmult_copies', 'mean_over_copies', 'dpsgd_recipe', 'dpsgd_step',
+           'train_dpsgd', 'evaluate']
 
 # %% ../nbs/06_evaluate.ipynb 9
 def _outputs(model, x:torch.Tensor, batch:int=1024) -> torch.Tensor:
@@ -73,22 +72,6 @@ def class_coverage(generator, # a `Generator`
     return torch.bincount(predicted_labels(labeller, x), minlength=info.num_classes).float() / n
 
 # %% ../nbs/06_evaluate.ipynb 22
-def fresh_student(info:DataInfo, seed:int=0, device=None) -> torch.nn.Module:
-    "A newly initialized `student_cnn`, its weights drawn from `seed` without touching the global RNG."
-    with seeded(seed): return student_cnn(info).to(resolve_device(device))
-
-def fit_classifier(model, ds:TensorDataset, epochs:int=10, batch_size:int=128, lr:float=1e-3, seed:int=0):
-    "`model` trained with Adam on the cross-entropy over `ds` for `epochs` shuffled passes, returned in eval mode."
-    dev, (x, y), g = device_of(model), ds.tensors, torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    model.train()
-    for _ in range(epochs):
-        for idx in torch.randperm(len(x), generator=g).split(batch_size):
-            loss = F.cross_entropy(model(x[idx].to(dev)), y[idx].to(dev))
-            opt.zero_grad(); loss.backward(); opt.step()
-    return model.eval()
-
-# %% ../nbs/06_evaluate.ipynb 23
 def synthetic_utility(generator, # a `Generator`
                       student, # the released student: it labels the samples (any classifier or `TeacherCNN` for checks)
                       info:DataInfo, # the data set's shape and classes
@@ -103,7 +86,7 @@ def synthetic_utility(generator, # a `Generator`
     ds = TensorDataset(x, predicted_labels(student, x))
     return accuracy(fit_classifier(fresh_student(info, seed, device), ds, epochs, seed=seed), test)
 
-# %% ../nbs/06_evaluate.ipynb 28
+# %% ../nbs/06_evaluate.ipynb 27
 def _subset(ds:TensorDataset, idx) -> TensorDataset: return TensorDataset(*(t[idx] for t in ds.tensors))
 
 def per_sample_loss(model, # a classifier, or a single-member teacher ensemble
@@ -129,7 +112,7 @@ def mia_auc(model, # the attacked classifier
     truth = torch.cat([torch.ones(len(members)), torch.zeros(len(nonmembers))])
     return float(roc_auc_score(truth.numpy(), scores.numpy()))
 
-# %% ../nbs/06_evaluate.ipynb 33
+# %% ../nbs/06_evaluate.ipynb 32
 def mia_auc_teachers(teachers, # a trained `TeacherCNN` ensemble, or teachers of your own (one module, a list: see `as_teachers`)
                      data:Data, # the data it was trained on
                      cfg:TeacherConfig, # the configuration it was trained with (gives the partition); your own: `TeacherConfig(teachers=M, seed=s)` of `partition(n, M, s)`
@@ -145,7 +128,7 @@ def mia_auc_teachers(teachers, # a trained `TeacherCNN` ensemble, or teachers of
     aucs = [mia_auc(member(teachers, j), _subset(data.train, parts[j]), data.test) for j in picked.tolist()]
     return sum(aucs) / len(aucs)
 
-# %% ../nbs/06_evaluate.ipynb 37
+# %% ../nbs/06_evaluate.ipynb 36
 def _framed(img:torch.Tensor, ok:torch.Tensor) -> torch.Tensor:
     "Images (N, 3, H, W) in a 1-pixel frame, green where `ok`, red elsewhere."
     green, red = torch.tensor([0., .7, 0.]), torch.tensor([.9, 0., 0.])
@@ -187,7 +170,7 @@ def grid_picture(grid:torch.Tensor, # a `sample_grid` (3, H, W) in [0, 1], one r
     for r, name in enumerate(names): draw.text((left - 6, top + (r + 0.5) * row), name, fill='black', font=font, anchor='rm')
     return pic
 
-# %% ../nbs/06_evaluate.ipynb 40
+# %% ../nbs/06_evaluate.ipynb 39
 def save_image_atomic(img:torch.Tensor|Image.Image, # (C, H, W) in [0, 1], or a picture (`grid_picture`)
                       path:str|Path, # where to write; the suffix picks the format (.png, .jpg, ...)
                      ) -> Path:
@@ -197,7 +180,7 @@ def save_image_atomic(img:torch.Tensor|Image.Image, # (C, H, W) in [0, 1], or a 
         else: save_image(img, tmp)
     return Path(path)
 
-# %% ../nbs/06_evaluate.ipynb 44
+# %% ../nbs/06_evaluate.ipynb 43
 AUGMULT_STREAM = 0x6d756c74  # the shifts' own seed stream: they are not privacy noise and hide nothing
 
 def augmult_copies(x:torch.Tensor, # (b, C, H, W) the records of a batch
@@ -218,7 +201,7 @@ def mean_over_copies(model, # an Opacus `GradSampleModule` after a backward pass
         if g is not None: p.grad_sample = g.view(len(g) // K, K, *g.shape[1:]).mean(1)
 
 
-# %% ../nbs/06_evaluate.ipynb 46
+# %% ../nbs/06_evaluate.ipynb 45
 def _check_dpsgd(delta, epochs, batch_size, lr, max_grad_norm, optimizer='adam', momentum=0., schedule='constant', ema=0., augmult=1, shift=2):
     check_delta(delta)
     for name, v in (('epochs', epochs), ('batch_size', batch_size)):
@@ -322,7 +305,7 @@ def train_dpsgd(data:Data, # the private train split is `data.train`
     out.load_state_dict((avg.module if avg else model._module).state_dict())
     return out.eval(), epsilon_dpsgd(q, z, steps, delta, accounting)
 
-# %% ../nbs/06_evaluate.ipynb 51
+# %% ../nbs/06_evaluate.ipynb 50
 NOT_PRIVATE = ("evaluation numbers that read the private train records or the teachers: the (epsilon, delta) guarantee "
                "does NOT cover them; they are for the operator, not part of the release")
 

@@ -12,12 +12,14 @@ from contextlib import contextmanager
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.data import TensorDataset
 
 from .data import DataInfo
 
 # %% auto 0
 __all__ = ['NEAR', 'default_device', 'resolve_device', 'choose_threads', 'seeded', 'device_of', 'evaluating', 'MemberConv2d',
-           'MemberLinear', 'TeacherCNN', 'TeacherModules', 'as_teachers', 'member', 'student_cnn', 'Generator']
+           'MemberLinear', 'TeacherCNN', 'TeacherModules', 'as_teachers', 'member', 'student_cnn', 'fresh_student',
+           'fit_classifier', 'accuracy', 'Generator']
 
 # %% ../nbs/01_models.ipynb 7
 def default_device() -> torch.device:
@@ -288,6 +290,30 @@ def student_cnn(info:DataInfo, # the data set's shape and classes
         nn.Flatten(), nn.Linear(2 * width * h * w, info.num_classes))
 
 # %% ../nbs/01_models.ipynb 52
+def fresh_student(info:DataInfo, seed:int=0, device=None) -> torch.nn.Module:
+    "A newly initialized `student_cnn`, its weights drawn from `seed` without touching the global RNG."
+    with seeded(seed): return student_cnn(info).to(resolve_device(device))
+
+def fit_classifier(model, ds:TensorDataset, epochs:int=10, batch_size:int=128, lr:float=1e-3, seed:int=0):
+    "`model` trained with Adam on the cross-entropy over `ds` for `epochs` shuffled passes, returned in eval mode."
+    dev, (x, y), g = device_of(model), ds.tensors, torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    model.train()
+    for _ in range(epochs):
+        for idx in torch.randperm(len(x), generator=g).split(batch_size):
+            loss = F.cross_entropy(model(x[idx].to(dev)), y[idx].to(dev))
+            opt.zero_grad(); loss.backward(); opt.step()
+    return model.eval()
+
+@torch.no_grad()
+def accuracy(model, test, batch:int=1024) -> float:
+    "Accuracy of a classifier on a test split."
+    model.eval(); dev = next(model.parameters()).device
+    x, y = test.tensors
+    pred = torch.cat([model(xb.to(dev)).argmax(1).cpu() for xb in x.split(batch)])
+    return (pred == y).float().mean().item()
+
+# %% ../nbs/01_models.ipynb 55
 class Generator(nn.Module):
     "Maps noise (and optionally a class) to images of the data set's shape in [-1, 1]."
     def __init__(self, info:DataInfo, # the data set's shape and classes

@@ -15,9 +15,8 @@ from torch.utils.data import TensorDataset
 
 from .accountant import DEFAULT_ORDERS, NEIGHBOUR_RELATION, calibrate_gaussian, check_delta, conversion, eps_from_rdp, rdp_gaussian
 from .data import DataInfo
-from .evaluate import fit_classifier, fresh_student
 from .mechanisms import discrete_gaussian, noise_generator
-from .models import as_teachers, device_of, evaluating
+from .models import as_teachers, device_of, evaluating, fit_classifier, fresh_student
 from .teachers import class_votes
 
 # %% auto 0

@@ -281,7 +281,8 @@ def test_opacus_adds_the_noise_we_account_for():
 def _step_sums(digits, batches, K, shift=1, C=1e-3):
     "The sums of clipped per-record gradients (no noise) of one `dpsgd_step` on each batch, from the same weights and shifts."
     from opacus import PrivacyEngine
-    from dpsd_nb.evaluate import fresh_student, dpsgd_step
+    from dpsd_nb.evaluate import dpsgd_step
+    from dpsd_nb.models import fresh_student
     model = fresh_student(digits.info, 0, torch.device('cpu'))
     opt = torch.optim.SGD(model.parameters(), lr=0.)  # lr 0: the weights never move, every batch sees the same model
     loader = torch.utils.data.DataLoader(digits.train, batch_size=64)
