@@ -197,6 +197,8 @@ def run_dpsd(args) -> dict:
               'seconds': round(time.time() - t0, 1), 'device': str(device)}
     return report
 
+
+# %% ../nbs/08_cli.ipynb 21
 def run_baseline(args) -> dict:
     "DP-SGD on the private data (its student into `args.out`), or DPSD without noise (with the query noise measured best then); same student, same report."
     if args.method == 'nonprivate':
@@ -206,12 +208,11 @@ def run_baseline(args) -> dict:
                                      'final_steps': 100, 'refit': False, 'vote_temperature': 0., 'denoise': 0, 'cache': None})
         return run_dpsd(args) | {'method': 'nonprivate'}
     from dpsd_nb.data import load_dataset
-    from dpsd_nb.models import resolve_device
+    from dpsd_nb.models import accuracy, resolve_device
     from dpsd_nb.teachers import save_atomic
     from dpsd_nb.accountant import NEIGHBOUR_RELATION
     from dpsd_nb.mechanisms import noise_note
     from dpsd_nb.evaluate import NOT_PRIVATE, train_dpsgd, dpsgd_recipe, mia_auc
-    from dpsd_nb.models import accuracy
     t0 = time.time()
     device = resolve_device(args.device)
     out = prepare_out(args.out)
@@ -230,7 +231,8 @@ def run_baseline(args) -> dict:
     save_atomic(student.state_dict(), out/'student.pt'); _drop_others(out, ['student.pt', 'report.json'])
     return report
 
-# %% ../nbs/08_cli.ipynb 21
+
+# %% ../nbs/08_cli.ipynb 23
 def main(argv:list|None=None) -> int:
     "Entry point of the `dpsd-nb` command: every check that needs no torch first, then the job, a report on stdout."
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -250,6 +252,6 @@ def main(argv:list|None=None) -> int:
     print(json.dumps({k: _json_number(v) for k, v in report.items()}, indent=1))
     return 0
 
-# %% ../nbs/08_cli.ipynb 22
+# %% ../nbs/08_cli.ipynb 24
 #| eval: false
 if __name__ == '__main__': sys.exit(main())

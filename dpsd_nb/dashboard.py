@@ -388,6 +388,7 @@ def _work(self:Dashboard):
         self._set_running(False)
         self.status.value = self._status(state)
 
+# %% ../nbs/07_dashboard.ipynb 43
 @patch
 def _set_running(self:Dashboard, running:bool):
     self.running = running
@@ -409,6 +410,7 @@ def run(self:Dashboard, block:bool=False):
     self.thread = threading.Thread(target=self._work, name='dpsd-dashboard', daemon=True)
     self.thread.start()
 
+# %% ../nbs/07_dashboard.ipynb 45
 @patch
 def toggle_pause(self:Dashboard):
     "Pause at the next step boundary, or resume."
@@ -437,7 +439,7 @@ def reset(self:Dashboard):
     self.update_privacy()
     self.status.value = self._status('ready')
 
-# %% ../nbs/07_dashboard.ipynb 43
+# %% ../nbs/07_dashboard.ipynb 47
 _SAMPLES_NOTE = ("<b>samples</b>: the generator is trained only to make the teachers agree and the student learn from "
                  "their answers, not to draw realistic images, so its samples often look like textures. The label at the "
                  "left of each row is the class the generator was asked for (a green frame: the student agrees, red: it "
@@ -461,7 +463,7 @@ def widget(self:Dashboard) -> W.Widget:
 @patch
 def _ipython_display_(self:Dashboard): display(self.widget())
 
-# %% ../nbs/07_dashboard.ipynb 46
+# %% ../nbs/07_dashboard.ipynb 50
 def setup_colab() -> bool:
     "Enable Colab's custom widget manager when running in Colab; return whether it did."
     try: from google.colab import output

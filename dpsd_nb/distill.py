@@ -200,6 +200,7 @@ class DistillConfig:
         if not (isinstance(self.denoise_weight, (int, float)) and 0 < self.denoise_weight < math.inf):
             raise ValueError(f"denoise_weight={self.denoise_weight!r}: a finite exponent > 0")
 
+# %% ../nbs/05b_distiller.ipynb 18
 def check_together(privacy:PrivacyConfig, cfg:DistillConfig):
     "Raise a clear error if `cfg` asks for something `privacy`'s mechanism does not release."
     if cfg.vote_temperature and (privacy.mode, privacy.mechanism) != ('label', 'gaussian'):
@@ -215,7 +216,7 @@ def spread_every(steps:int, # the run's iterations
     "The `query_every` that spreads `queries` over `steps`: ceil(queries / query_batch) query steps, evenly apart, the first at step 0."
     return max(1, steps // math.ceil(queries / query_batch))
 
-# %% ../nbs/05b_distiller.ipynb 19
+# %% ../nbs/05b_distiller.ipynb 21
 class Callback:
     "Base class: override any of the events."
     order = 0
@@ -224,7 +225,7 @@ class Callback:
     def after_step(self, d): pass
     def after_fit(self, d): pass
 
-# %% ../nbs/05b_distiller.ipynb 21
+# %% ../nbs/05b_distiller.ipynb 23
 def check_student(student:nn.Module, info:DataInfo):
     "Raise a clear error unless `student` maps a probe batch (2, *info.shape) to logits (2, info.num_classes)."
     x, C = torch.zeros(2, *info.shape, device=device_of(student)), info.num_classes
@@ -243,7 +244,7 @@ def check_generator(generator:nn.Module, info:DataInfo, latent:int):
         raise ValueError(f"generator(z, y) gives images of shape {tuple(x.shape)}: expected (2, *info.shape) = {(2, *info.shape)}")
     if x.abs().max() > 1: raise ValueError(f"generator(z, y) gives pixels up to {x.abs().max().item():.3g}: images must lie in [-1, 1] (end it with tanh)")
 
-# %% ../nbs/05b_distiller.ipynb 24
+# %% ../nbs/05b_distiller.ipynb 26
 def soft_cross_entropy(logits, soft):
     "Cross-entropy of `logits` against soft labels `soft` (B, classes)."
     return -(soft * F.log_softmax(logits, 1)).sum(1).mean()
@@ -264,6 +265,7 @@ def _reinitialized(model:nn.Module) -> nn.Module:
         if hasattr(m, 'reset_parameters'): m.reset_parameters()
     return model
 
+# %% ../nbs/05b_distiller.ipynb 28
 class Distiller:
     "The DPSD loop: a student and a generator trained from a teacher oracle's DP answers; any teachers, student and generator (see `as_teachers`)."
     def __init__(self, info:DataInfo, # the data set's shape and classes (no data: the loop never sees any)
@@ -311,7 +313,7 @@ class Distiller:
     def _noise(self, *shape): return torch.randn(*shape, generator=self.rng, device=self.device)
     def _classes(self, n): return (torch.arange(n, device=self.device) + torch.randint(self.info.num_classes, (1,), generator=self.rng, device=self.device)) % self.info.num_classes
 
-# %% ../nbs/05b_distiller.ipynb 26
+# %% ../nbs/05b_distiller.ipynb 30
 @patch
 def _query(self:Distiller):
     "Ask the oracle for DP answers on a fresh class-balanced synthetic batch (with `query_pool`, balanced by the student), if the budget allows."
@@ -348,6 +350,7 @@ def _final_targets(self:Distiller):
     fit = lambda x, y, i: self._fresh_student(x, y, self.cfg.seed + 2 + i)[0]
     return denoise_targets(torch.cat(self.buffer['x']), soft, self.cfg.denoise, self.cfg.denoise_weight, fit, self.rng)
 
+# %% ../nbs/05b_distiller.ipynb 32
 @patch
 def _train_student(self:Distiller, x, soft):
     self.student.train()
@@ -380,7 +383,7 @@ def _generator_phase(self:Distiller):
     self.student.requires_grad_(True)
     return fit.item(), diverse.item()
 
-# %% ../nbs/05b_distiller.ipynb 28
+# %% ../nbs/05b_distiller.ipynb 34
 @patch
 def _batch(self:Distiller, n:int):
     "Indices of a random student batch out of `n` released answers."
@@ -441,7 +444,7 @@ def fit(self:Distiller):
     return self._finish()
 
 
-# %% ../nbs/05b_distiller.ipynb 33
+# %% ../nbs/05b_distiller.ipynb 39
 def own_vote_chance(mechanism, # a label-mode mechanism (None is returned in data mode)
                     votes:int=1, # how many teachers vote for the class, every other candidate getting none
                     position:int|None=None, # the class's place among the candidates (ties go to the first); None: the average
@@ -469,7 +472,7 @@ def single_teacher_note(mechanism, privacy:PrivacyConfig) -> str:
             f"{privacy.epsilon:g} over {privacy.queries} queries is calibrated to what one teacher's vote always moves: {noise}. "
             "Teachers trained on disjoint parts of the private data (a list of modules) give M votes of signal under the same noise.")
 
-# %% ../nbs/05b_distiller.ipynb 36
+# %% ../nbs/05b_distiller.ipynb 42
 class ProgressCallback(Callback):
     "A tqdm bar over the steps, showing epsilon spent and queries answered."
     def before_fit(self, d): self.bar = tqdm(total=d.cfg.steps, initial=d.step, desc='DPSD', leave=False)
@@ -489,7 +492,7 @@ class History(Callback):
             row['test_accuracy'] = accuracy(d.student, self.test)
         self.rows.append(row)
 
-# %% ../nbs/05b_distiller.ipynb 38
+# %% ../nbs/05b_distiller.ipynb 44
 @patch
 def _pair_state(self:Distiller) -> dict:
     "This pair's own state: its step, student, generator, optimizers, random state and latest answers."
@@ -538,7 +541,7 @@ class Checkpoint(Callback):
         if d.step % self.every == 0: save_atomic(d.state_dict(), self.path)
     def after_fit(self, d): save_atomic(d.state_dict(), self.path)
 
-# %% ../nbs/05b_distiller.ipynb 46
+# %% ../nbs/05b_distiller.ipynb 52
 @dataclass
 class ConfidentReport:
     "Confident mode's epsilons side by side: the guarantee (every query asked, charged) and the data-dependent one (NOT private)."
@@ -555,7 +558,7 @@ class ConfidentReport:
         "The epsilon to publish: the answers', or with the release the answers' and the release's together."
         return self.epsilon if self.released is None else self.released.data_independent_total
 
-# %% ../nbs/05b_distiller.ipynb 47
+# %% ../nbs/05b_distiller.ipynb 53
 @patch
 def confident_report(self:Distiller,
                      release:bool=False, # also release the data-dependent epsilon with smooth-sensitivity noise (costs privacy; needs k = all classes)
