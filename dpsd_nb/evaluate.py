@@ -180,7 +180,7 @@ def save_image_atomic(img:torch.Tensor|Image.Image, # (C, H, W) in [0, 1], or a 
         else: save_image(img, tmp)
     return Path(path)
 
-# %% ../nbs/06_evaluate.ipynb 43
+# %% ../nbs/06_evaluate.ipynb 44
 AUGMULT_STREAM = 0x6d756c74  # the shifts' own seed stream: they are not privacy noise and hide nothing
 
 def augmult_copies(x:torch.Tensor, # (b, C, H, W) the records of a batch
@@ -201,7 +201,7 @@ def mean_over_copies(model, # an Opacus `GradSampleModule` after a backward pass
         if g is not None: p.grad_sample = g.view(len(g) // K, K, *g.shape[1:]).mean(1)
 
 
-# %% ../nbs/06_evaluate.ipynb 46
+# %% ../nbs/06_evaluate.ipynb 47
 def _check_dpsgd(delta, epochs, batch_size, lr, max_grad_norm, optimizer='adam', momentum=0., schedule='constant', ema=0., augmult=1, shift=2):
     check_delta(delta)
     for name, v in (('epochs', epochs), ('batch_size', batch_size)):
@@ -216,7 +216,7 @@ def _check_dpsgd(delta, epochs, batch_size, lr, max_grad_norm, optimizer='adam',
         if isinstance(v, bool) or not isinstance(v, int) or v < low:
             raise ValueError(f"{name}={v!r}: must be an integer >= {low}" + (" (copies per record; 1: none)" if low else " (pixels)"))
 
-# %% ../nbs/06_evaluate.ipynb 48
+# %% ../nbs/06_evaluate.ipynb 49
 DPSGD_SCHEDULES = ('constant', 'cosine')  # the learning rate over the planned steps
 
 DPSGD_RECIPES = {  # (data set, epsilon): chosen on the validation half among DP-SGD runs (a choice whose cost no epsilon includes), replace-one (bench/dpsgd.py)
@@ -238,7 +238,7 @@ def dpsgd_recipe(dataset:str, # a data set's name (`DataInfo.name`)
     at = min((e for d, e in DPSGD_RECIPES if d == name), key=lambda e: abs(math.log(e / epsilon)))
     return dict(DPSGD_RECIPES[(name, at)])
 
-# %% ../nbs/06_evaluate.ipynb 50
+# %% ../nbs/06_evaluate.ipynb 51
 def dpsgd_step(model, # an Opacus `GradSampleModule`
                opt, # its `DPOptimizer`
                x:torch.Tensor, # a Poisson batch of records (b, C, H, W)
@@ -255,7 +255,7 @@ def dpsgd_step(model, # an Opacus `GradSampleModule`
     if augmult > 1: mean_over_copies(model, augmult)
     opt.step()
 
-# %% ../nbs/06_evaluate.ipynb 52
+# %% ../nbs/06_evaluate.ipynb 53
 def train_dpsgd(data:Data, # the private train split is `data.train`
                 epsilon:float, # target epsilon after all epochs, under replace-one
                 delta:float=1e-5, # target delta
@@ -308,7 +308,7 @@ def train_dpsgd(data:Data, # the private train split is `data.train`
     out.load_state_dict((avg.module if avg else model._module).state_dict())
     return out.eval(), epsilon_dpsgd(q, z, steps, delta, accounting)
 
-# %% ../nbs/06_evaluate.ipynb 57
+# %% ../nbs/06_evaluate.ipynb 58
 NOT_PRIVATE = ("evaluation numbers that read the private train records or the teachers: the (epsilon, delta) guarantee "
                "does NOT cover them; they are for the operator, not part of the release")
 

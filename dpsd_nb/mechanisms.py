@@ -303,9 +303,9 @@ def _check_threshold(threshold):
 @dataclass(frozen=True)
 class ConfidentLabels(_Mechanism):
     "Label mode, Confident-GNMax: GNMax on the candidates, only where the top count plus N_Z(0, sigma1^2) reaches `threshold`."
-    sigma1:float # std of the noise on the top candidate's count for the check; 0 = non-private
+    sigma1:float # parameter of the discrete Gaussian noise on the top candidate's count for the check; 0 = non-private
     threshold:float # T, in votes: the query is answered iff max count + N_Z(0, sigma1^2) >= T
-    sigma2:float # std of the noise on each candidate's count for the answer (GNMax); 0 = non-private
+    sigma2:float # parameter of the discrete Gaussian noise on each candidate's count for the answer (GNMax); 0 = non-private
     k:int # number of candidates, 2..C
     def __post_init__(self):
         _check_sigma(self.sigma1, 'sigma1'); _check_sigma(self.sigma2, 'sigma2'); _check_threshold(self.threshold)
