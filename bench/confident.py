@@ -28,7 +28,8 @@ from dpsd_nb.data import load_dataset, validation_split
 from dpsd_nb.teachers import TeacherConfig, get_teachers
 from dpsd_nb.distill import Distiller, DistillConfig, PrivacyConfig, spread_every
 from dpsd_nb.models import accuracy
-from dpsd_nb.pate import NOT_PRIVATE, pate_epsilon, public_votes
+from dpsd_nb.pate_analysis import NOT_PRIVATE, pate_epsilon
+from dpsd_nb.pate import public_votes
 
 MODES = {'label (GNMax)': 'gaussian', 'confident (Confident-GNMax)': 'confident'}
 

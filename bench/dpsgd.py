@@ -35,7 +35,7 @@ from opacus import PrivacyEngine
 from opacus.utils.batch_memory_manager import BatchMemoryManager
 
 from dpsd_nb.data import load_dataset, validation_split
-from dpsd_nb.evaluate import AUGMULT_STREAM, dpsgd_step
+from dpsd_nb.dpsgd import AUGMULT_STREAM, dpsgd_step
 from dpsd_nb.models import fresh_student
 from dpsd_nb.models import accuracy
 from dpsd_nb.accountant import DPSGD_ACCOUNTINGS, NEIGHBOUR_RELATION, calibrate_dpsgd, epsilon_dpsgd

@@ -41,10 +41,12 @@ from dpsd_nb.teachers import TeacherConfig, get_teachers
 from dpsd_nb.distill import DistillConfig, PrivacyConfig
 from dpsd_nb.models import accuracy
 from dpsd_nb.improve import fit_together, pair_configs
-from dpsd_nb.evaluate import predicted_labels, train_dpsgd, dpsgd_recipe, sample_grid, grid_picture, save_image_atomic
+from dpsd_nb.evaluate import predicted_labels, sample_grid, grid_picture, save_image_atomic
+from dpsd_nb.dpsgd import train_dpsgd, dpsgd_recipe
 from dpsd_nb.accountant import NEIGHBOUR_RELATION, privacy_unit
 from dpsd_nb.mechanisms import noise_note
-from dpsd_nb.pate import calibrate_confident, pate_student
+from dpsd_nb.pate_analysis import calibrate_confident
+from dpsd_nb.pate import pate_student
 
 SETUPS = {  # per data set: teachers, DPSD query budgets per epsilon, DP-SGD epochs
     'digits': dict(teachers=TeacherConfig(teachers=20, epochs=100), queries={1.: 100, 10.: 100, math.inf: 20000},

@@ -66,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     base = sub.add_parser('baseline', help='the same student without DPSD: dpsgd (Opacus on the private data) or nonprivate (DPSD without noise)')
     base.add_argument('method', choices=['dpsgd', 'nonprivate'])
     _common(base)
-    base.add_argument('--epochs', type=int, default=None, help='DP-SGD epochs (default: the recipe for the data set and epsilon, dpsd_nb.evaluate.dpsgd_recipe)')
+    base.add_argument('--epochs', type=int, default=None, help='DP-SGD epochs (default: the recipe for the data set and epsilon, dpsd_nb.dpsgd.dpsgd_recipe)')
     return p
 
 # %% ../nbs/08_cli.ipynb 9
@@ -212,7 +212,8 @@ def run_baseline(args) -> dict:
     from dpsd_nb.teachers import save_atomic
     from dpsd_nb.accountant import NEIGHBOUR_RELATION
     from dpsd_nb.mechanisms import noise_note
-    from dpsd_nb.evaluate import NOT_PRIVATE, train_dpsgd, dpsgd_recipe, mia_auc
+    from dpsd_nb.evaluate import NOT_PRIVATE, mia_auc
+    from dpsd_nb.dpsgd import train_dpsgd, dpsgd_recipe
     t0 = time.time()
     device = resolve_device(args.device)
     out = prepare_out(args.out)

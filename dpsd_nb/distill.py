@@ -24,14 +24,13 @@ from .teachers import teacher_logits, save_atomic
 from .mechanisms import (Answer, ConfidentLabels, GaussianLabels, GaussianData, RandomizedResponse, check_noise_seed, discrete_gaussian_pmf, explain,
                          noise_generator, rr_keep_prob)
 from .accountant import NEIGHBOUR_RELATION, Accountant, calibrate, check_delta
-from .pate import _release_order, calibrate_confident, pate_epsilon, release_epsilon
-from .improve import balanced_pick, ema_warmup, soft_vote_targets, denoise_targets
+from .pate_analysis import _release_order, calibrate_confident, pate_epsilon, release_epsilon
 
 # %% auto 0
 __all__ = ['MODES', 'RELEASE_STREAM', 'PATE_THRESHOLD', 'PrivacyConfig', 'TeacherOracle', 'DistillConfig', 'check_together',
-           'spread_every', 'Callback', 'check_student', 'check_generator', 'soft_cross_entropy', 'mode_seeking',
-           'Distiller', 'own_vote_chance', 'single_teacher_note', 'ProgressCallback', 'History', 'Checkpoint',
-           'ConfidentReport']
+           'spread_every', 'Callback', 'check_student', 'check_generator', 'balanced_pick', 'ema_warmup',
+           'soft_vote_targets', 'cross_fit_prior', 'denoise_targets', 'soft_cross_entropy', 'mode_seeking', 'Distiller',
+           'own_vote_chance', 'single_teacher_note', 'ProgressCallback', 'History', 'Checkpoint', 'ConfidentReport']
 
 # %% ../nbs/05b_distiller.ipynb 8
 MODES = {('label', 'gaussian'): GaussianLabels, ('label', 'rr'): RandomizedResponse, ('label', 'confident'): ConfidentLabels,
@@ -244,7 +243,66 @@ def check_generator(generator:nn.Module, info:DataInfo, latent:int):
         raise ValueError(f"generator(z, y) gives images of shape {tuple(x.shape)}: expected (2, *info.shape) = {(2, *info.shape)}")
     if x.abs().max() > 1: raise ValueError(f"generator(z, y) gives pixels up to {x.abs().max().item():.3g}: images must lie in [-1, 1] (end it with tanh)")
 
-# %% ../nbs/05b_distiller.ipynb 26
+# %% ../nbs/05b_distiller.ipynb 27
+def balanced_pick(pred:torch.Tensor, # (N,) one predicted class per candidate, in the order drawn
+                  n:int, # how many to keep, at most N
+                  classes:int, # number of classes
+                  generator:torch.Generator, # picks which class comes first in each round
+                 ) -> torch.LongTensor:
+    "Indices of `n` candidates taken round-robin over the predicted classes, each class's candidates in the order drawn."
+    if not 0 <= n <= len(pred): raise ValueError(f"n={n}: can keep between 0 and {len(pred)} of the {len(pred)} candidates")
+    rank = F.one_hot(pred, classes).cumsum(0).gather(1, pred[:, None]).squeeze(1) - 1  # place within its class
+    first = torch.randint(classes, (1,), generator=generator, device=pred.device)
+    return (rank * classes + (pred - first) % classes).argsort()[:n]  # keys are distinct: round by round
+
+# %% ../nbs/05b_distiller.ipynb 29
+def ema_warmup(decay:float):
+    "An `AveragedModel` update: exponential moving average with decay `min(decay, n / (n + 4))` at the n-th update."
+    @torch.no_grad()
+    def update(averaged:list, current:list, n):
+        d = min(decay, n.item() / (n.item() + 4))  # remembers about the last quarter of the run, at most 1 / (1 - decay) updates
+        for a, c in zip(averaged, current): a.lerp_(c, 1 - d)
+    return update
+
+# %% ../nbs/05b_distiller.ipynb 31
+def soft_vote_targets(noisy:torch.Tensor, # (N, k) the released noisy votes on each query's candidates
+                      candidates:torch.Tensor, # (N, k) the candidate classes
+                      classes:int, # number of classes
+                      temperature:float, # in vote units: the `vote_temperature` times the mechanism's sigma
+                     ) -> torch.Tensor:
+    "Targets (N, classes): softmax of the noisy votes / `temperature` over the candidates, 0 elsewhere."
+    out = torch.full((len(noisy), classes), -math.inf, dtype=noisy.dtype, device=noisy.device)
+    return out.scatter(1, candidates, noisy / temperature).softmax(1)
+
+# %% ../nbs/05b_distiller.ipynb 33
+def cross_fit_prior(X:torch.Tensor, # (N, ...) the released queries
+                    Y:torch.Tensor, # (N, classes) their targets
+                    folds:int, # how many parts: each part's prior comes from a classifier fitted on the others
+                    fit, # fit(X, Y, i) -> a classifier fitted to (X, Y); i counts the folds
+                    generator:torch.Generator, # cuts the folds
+                   ) -> torch.Tensor:
+    "Log-probabilities (N, classes) of each query's class, from a classifier fitted without that query's fold."
+    if not (isinstance(folds, int) and 2 <= folds <= len(X)):
+        raise ValueError(f"folds={folds!r}: choose 2 <= folds <= {len(X)}, the number of answers")
+    fold = torch.randperm(len(X), generator=generator, device=X.device) % folds
+    prior = torch.empty_like(Y)
+    for i in range(folds):
+        held = fold == i
+        model = fit(X[~held], Y[~held], i).eval()
+        with torch.no_grad(): prior[held] = model(X[held]).log_softmax(1)
+    return prior
+
+def denoise_targets(X:torch.Tensor, # (N, ...) the released queries
+                    soft:torch.Tensor, # (N, classes) their targets, e.g. the softened votes
+                    folds:int, # cross-fitting folds
+                    weight:float, # exponent of the prior: soft^1 * prior^weight, renormalized
+                    fit, # fit(X, Y, i) -> a classifier fitted to (X, Y); i counts the folds
+                    generator:torch.Generator, # cuts the folds
+                   ) -> torch.Tensor:
+    "The targets `soft` times the `weight` power of the cross-fitted prior, renormalized: post-processing of released answers."
+    return (soft.log() + weight * cross_fit_prior(X, soft, folds, fit, generator)).softmax(1)
+
+# %% ../nbs/05b_distiller.ipynb 35
 def soft_cross_entropy(logits, soft):
     "Cross-entropy of `logits` against soft labels `soft` (B, classes)."
     return -(soft * F.log_softmax(logits, 1)).sum(1).mean()
@@ -265,7 +323,7 @@ def _reinitialized(model:nn.Module) -> nn.Module:
         if hasattr(m, 'reset_parameters'): m.reset_parameters()
     return model
 
-# %% ../nbs/05b_distiller.ipynb 28
+# %% ../nbs/05b_distiller.ipynb 37
 class Distiller:
     "The DPSD loop: a student and a generator trained from a teacher oracle's DP answers; any teachers, student and generator (see `as_teachers`)."
     def __init__(self, info:DataInfo, # the data set's shape and classes (no data: the loop never sees any)
@@ -313,7 +371,7 @@ class Distiller:
     def _noise(self, *shape): return torch.randn(*shape, generator=self.rng, device=self.device)
     def _classes(self, n): return (torch.arange(n, device=self.device) + torch.randint(self.info.num_classes, (1,), generator=self.rng, device=self.device)) % self.info.num_classes
 
-# %% ../nbs/05b_distiller.ipynb 30
+# %% ../nbs/05b_distiller.ipynb 39
 @patch
 def _query(self:Distiller):
     "Ask the oracle for DP answers on a fresh class-balanced synthetic batch (with `query_pool`, balanced by the student), if the budget allows."
@@ -350,7 +408,7 @@ def _final_targets(self:Distiller):
     fit = lambda x, y, i: self._fresh_student(x, y, self.cfg.seed + 2 + i)[0]
     return denoise_targets(torch.cat(self.buffer['x']), soft, self.cfg.denoise, self.cfg.denoise_weight, fit, self.rng)
 
-# %% ../nbs/05b_distiller.ipynb 32
+# %% ../nbs/05b_distiller.ipynb 41
 @patch
 def _train_student(self:Distiller, x, soft):
     self.student.train()
@@ -383,7 +441,7 @@ def _generator_phase(self:Distiller):
     self.student.requires_grad_(True)
     return fit.item(), diverse.item()
 
-# %% ../nbs/05b_distiller.ipynb 34
+# %% ../nbs/05b_distiller.ipynb 43
 @patch
 def _batch(self:Distiller, n:int):
     "Indices of a random student batch out of `n` released answers."
@@ -444,7 +502,7 @@ def fit(self:Distiller):
     return self._finish()
 
 
-# %% ../nbs/05b_distiller.ipynb 39
+# %% ../nbs/05b_distiller.ipynb 48
 def own_vote_chance(mechanism, # a label-mode mechanism (None is returned in data mode)
                     votes:int=1, # how many teachers vote for the class, every other candidate getting none
                     position:int|None=None, # the class's place among the candidates (ties go to the first); None: the average
@@ -472,7 +530,7 @@ def single_teacher_note(mechanism, privacy:PrivacyConfig) -> str:
             f"{privacy.epsilon:g} over {privacy.queries} queries is calibrated to what one teacher's vote always moves: {noise}. "
             "Teachers trained on disjoint parts of the private data (a list of modules) give M votes of signal under the same noise.")
 
-# %% ../nbs/05b_distiller.ipynb 42
+# %% ../nbs/05b_distiller.ipynb 51
 class ProgressCallback(Callback):
     "A tqdm bar over the steps, showing epsilon spent and queries answered."
     def before_fit(self, d): self.bar = tqdm(total=d.cfg.steps, initial=d.step, desc='DPSD', leave=False)
@@ -492,7 +550,7 @@ class History(Callback):
             row['test_accuracy'] = accuracy(d.student, self.test)
         self.rows.append(row)
 
-# %% ../nbs/05b_distiller.ipynb 44
+# %% ../nbs/05b_distiller.ipynb 53
 @patch
 def _pair_state(self:Distiller) -> dict:
     "This pair's own state: its step, student, generator, optimizers, random state and latest answers."
@@ -541,7 +599,7 @@ class Checkpoint(Callback):
         if d.step % self.every == 0: save_atomic(d.state_dict(), self.path)
     def after_fit(self, d): save_atomic(d.state_dict(), self.path)
 
-# %% ../nbs/05b_distiller.ipynb 52
+# %% ../nbs/05b_distiller.ipynb 61
 @dataclass
 class ConfidentReport:
     "Confident mode's epsilons side by side: the guarantee (every query asked, charged) and the data-dependent one (NOT private)."
@@ -558,7 +616,7 @@ class ConfidentReport:
         "The epsilon to publish: the answers', or with the release the answers' and the release's together."
         return self.epsilon if self.released is None else self.released.data_independent_total
 
-# %% ../nbs/05b_distiller.ipynb 53
+# %% ../nbs/05b_distiller.ipynb 62
 @patch
 def confident_report(self:Distiller,
                      release:bool=False, # also release the data-dependent epsilon with smooth-sensitivity noise (costs privacy; needs k = all classes)

@@ -7,28 +7,20 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import TensorDataset
 from torchvision.utils import make_grid, save_image
 from PIL import Image, ImageDraw, ImageFont
 from sklearn.metrics import roc_auc_score
-from tqdm.auto import tqdm
-from opacus import PrivacyEngine
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from .data import Data, DataInfo, partition
-from .models import student_cnn, member, resolve_device, seeded, as_teachers, device_of, evaluating, accuracy, fit_classifier, fresh_student
-from .teachers import TeacherConfig, atomic_path, class_votes, evaluate_teachers, _shifted
-from .mechanisms import noise_generator
-from .accountant import calibrate_dpsgd, check_delta, epsilon_dpsgd
+from .models import member, as_teachers, device_of, evaluating, accuracy, fit_classifier, fresh_student
+from .teachers import TeacherConfig, atomic_path, class_votes, evaluate_teachers
 
 # %% auto 0
-__all__ = ['AUGMULT_STREAM', 'DPSGD_SCHEDULES', 'DPSGD_RECIPES', 'NOT_PRIVATE', 'predicted_labels', 'synthetic_images',
-           'class_coverage', 'synthetic_utility', 'per_sample_loss', 'mia_auc', 'mia_auc_teachers', 'sample_grid',
-           'grid_picture', 'save_image_atomic', 'augmult_copies', 'mean_over_copies', 'dpsgd_recipe', 'dpsgd_step',
-           'train_dpsgd', 'evaluate']
+__all__ = ['NOT_PRIVATE', 'predicted_labels', 'synthetic_images', 'class_coverage', 'synthetic_utility', 'per_sample_loss',
+           'mia_auc', 'mia_auc_teachers', 'sample_grid', 'grid_picture', 'save_image_atomic', 'evaluate']
 
 # %% ../nbs/06_evaluate.ipynb 9
 def _outputs(model, x:torch.Tensor, batch:int=1024) -> torch.Tensor:
@@ -180,135 +172,7 @@ def save_image_atomic(img:torch.Tensor|Image.Image, # (C, H, W) in [0, 1], or a 
         else: save_image(img, tmp)
     return Path(path)
 
-# %% ../nbs/06_evaluate.ipynb 44
-AUGMULT_STREAM = 0x6d756c74  # the shifts' own seed stream: they are not privacy noise and hide nothing
-
-def augmult_copies(x:torch.Tensor, # (b, C, H, W) the records of a batch
-                   K:int, # copies per record
-                   shift:int, # the largest shift of a copy, in pixels each way
-                   rng, # numpy Generator of the shifts
-                   info:DataInfo, # the data set's normalization (the background's value)
-                  ) -> torch.Tensor:
-    "`K` randomly shifted copies of each record, record after record: (b K, C, H, W), the border filled with background."
-    return _shifted(x.repeat_interleave(K, 0), shift, rng, -info.mean / info.std)
-
-def mean_over_copies(model, # an Opacus `GradSampleModule` after a backward pass over `augmult_copies`
-                     K:int, # copies per record
-                    ):
-    "Each record's per-sample gradient becomes the mean over its `K` copies' (Opacus then clips that, once per record)."
-    for p in model.parameters():
-        g = getattr(p, 'grad_sample', None)
-        if g is not None: p.grad_sample = g.view(len(g) // K, K, *g.shape[1:]).mean(1)
-
-
-# %% ../nbs/06_evaluate.ipynb 47
-def _check_dpsgd(delta, epochs, batch_size, lr, max_grad_norm, optimizer='adam', momentum=0., schedule='constant', ema=0., augmult=1, shift=2):
-    check_delta(delta)
-    for name, v in (('epochs', epochs), ('batch_size', batch_size)):
-        if not (isinstance(v, int) and v >= 1): raise ValueError(f"{name}={v!r}: must be an integer >= 1")
-    for name, v in (('lr', lr), ('max_grad_norm', max_grad_norm)):
-        if not v > 0: raise ValueError(f"{name}={v!r}: must be > 0")
-    if optimizer not in ('adam', 'sgd'): raise ValueError(f"optimizer={optimizer!r}: choose 'adam' or 'sgd'")
-    if not 0 <= momentum < 1: raise ValueError(f"momentum={momentum!r}: a number in [0, 1) (SGD's heavy ball)")
-    if schedule not in DPSGD_SCHEDULES: raise ValueError(f"schedule={schedule!r}: choose one of {DPSGD_SCHEDULES}")
-    if not 0 <= ema < 1: raise ValueError(f"ema={ema!r}: the decay of the weights' moving average, in [0, 1) (0: the last weights)")
-    for name, v, low in (('augmult', augmult, 1), ('shift', shift, 0)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < low:
-            raise ValueError(f"{name}={v!r}: must be an integer >= {low}" + (" (copies per record; 1: none)" if low else " (pixels)"))
-
-# %% ../nbs/06_evaluate.ipynb 49
-DPSGD_SCHEDULES = ('constant', 'cosine')  # the learning rate over the planned steps
-
-DPSGD_RECIPES = {  # (data set, epsilon): chosen on the validation half among DP-SGD runs (a choice whose cost no epsilon includes), replace-one (bench/dpsgd.py)
-    # MNIST at 1: a cosine learning rate beat a constant one, with or without weight averages (validation 0.941 against 0.932);
-    # two shifted copies per record did not help (three full runs, validation 0.933 against 0.939: bench/results/dpsgd-mnist-eps1-augmult.txt)
-    ('digits', 1.): dict(optimizer='adam', batch_size=128, lr=1e-2, max_grad_norm=1., epochs=30),
-    ('digits', 10.): dict(optimizer='sgd', batch_size=256, lr=1., max_grad_norm=.1, epochs=30),
-    ('mnist', 1.): dict(optimizer='sgd', batch_size=1024, lr=2., max_grad_norm=.1, epochs=15, schedule='cosine'),
-    ('mnist', 10.): dict(optimizer='sgd', batch_size=1024, lr=2., max_grad_norm=.1, epochs=20),
-}
-
-def dpsgd_recipe(dataset:str, # a data set's name (`DataInfo.name`)
-                 epsilon:float, # the target epsilon
-                ) -> dict:
-    "The recipe of `DPSGD_RECIPES` for `dataset` (MNIST's for data sets without one) at the epsilon nearest `epsilon` on a log scale."
-    if not (isinstance(epsilon, (int, float)) and 0 < epsilon < math.inf):
-        raise ValueError(f"epsilon={epsilon!r}: DP-SGD needs a finite target epsilon > 0")
-    name = dataset if any(d == dataset for d, _ in DPSGD_RECIPES) else 'mnist'
-    at = min((e for d, e in DPSGD_RECIPES if d == name), key=lambda e: abs(math.log(e / epsilon)))
-    return dict(DPSGD_RECIPES[(name, at)])
-
-# %% ../nbs/06_evaluate.ipynb 51
-def dpsgd_step(model, # an Opacus `GradSampleModule`
-               opt, # its `DPOptimizer`
-               x:torch.Tensor, # a Poisson batch of records (b, C, H, W)
-               y:torch.Tensor, # their labels (b,)
-               augmult:int=1, # shifted copies per record (1: none)
-               shift:int=2, # the largest shift of a copy, in pixels each way
-               rng=None, # numpy Generator of the shifts (with `augmult` > 1)
-               info:DataInfo|None=None, # the data set's normalization (with `augmult` > 1)
-              ):
-    "One noisy step: each record's gradient (the mean over its `augmult` shifted copies) clipped, summed, noised, applied."
-    opt.zero_grad()
-    if augmult > 1: x, y = augmult_copies(x, augmult, shift, rng, info), y.repeat_interleave(augmult)
-    F.cross_entropy(model(x), y).backward()
-    if augmult > 1: mean_over_copies(model, augmult)
-    opt.step()
-
-# %% ../nbs/06_evaluate.ipynb 53
-def train_dpsgd(data:Data, # the private train split is `data.train`
-                epsilon:float, # target epsilon after all epochs, under replace-one
-                delta:float=1e-5, # target delta
-                epochs:int|None=None, # passes (in expectation) over the private split; None: the recipe's
-                batch_size:int|None=None, # expected batch is len(train) / ceil(len(train) / batch_size); None: the recipe's
-                lr:float|None=None, # learning rate; None: the recipe's
-                max_grad_norm:float|None=None, # per-record gradient clip (L2); None: the recipe's
-                optimizer:str|None=None, # 'adam' or 'sgd' (with `momentum`); None: the recipe's
-                momentum:float=0.9, # SGD's momentum (ignored by Adam)
-                schedule:str|None=None, # 'constant' or 'cosine' (to 0 over the planned steps); None: the recipe's
-                ema:float|None=None, # decay of an exponential moving average of the weights, returned in their place (post-processing); 0: none; None: the recipe's
-                augmult:int|None=None, # shifted copies of each record whose gradients are averaged before the clip (1: none); None: the recipe's
-                shift:int=2, # the largest shift of a copy, in pixels each way
-                accounting:str='pld', # 'pld' (tight) or 'rdp': see `epsilon_dpsgd`
-                seed:int=0, # seed of the initial weights and of the copies' shifts (never of the Poisson sampling or the noise: both are secret)
-                device=None, # default: `default_device()`
-                progress:bool=False, # show a progress bar with the epsilon spent
-                noise_seed:int|None=None, # None: secret noise and batches; an int: reproducible, NOT private against whoever knows it
-               ):
-    "A `student_cnn` trained with DP-SGD (Opacus) on the private split, and its epsilon under replace-one; unset settings from `dpsgd_recipe`."
-    given = dict(epochs=epochs, batch_size=batch_size, lr=lr, max_grad_norm=max_grad_norm, optimizer=optimizer, schedule=schedule, ema=ema, augmult=augmult)
-    recipe = {'schedule': 'constant', 'ema': 0., 'augmult': 1, **dpsgd_recipe(data.info.name, epsilon), **{k: v for k, v in given.items() if v is not None}}
-    epochs, batch_size, lr, max_grad_norm, optimizer, schedule, ema, augmult = (recipe[k] for k in given)
-    _check_dpsgd(delta, epochs, batch_size, lr, max_grad_norm, optimizer, momentum, schedule, ema, augmult, shift)
-    dev = resolve_device(device)
-    model = fresh_student(data.info, seed, dev)
-    opt = (torch.optim.Adam(model.parameters(), lr=lr) if optimizer == 'adam' else
-           torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum))
-    # the Poisson batches come from this loader's generator: secret too, or whoever knows it sees which steps used a record
-    loader = DataLoader(data.train, batch_size=batch_size, generator=noise_generator('cpu', None if noise_seed is None else noise_seed + 1))
-    q, planned = 1 / len(loader), epochs * len(loader)
-    z = calibrate_dpsgd(epsilon, delta, q, planned, accounting)  # checks `accounting` too, before any training
-    model, opt, loader = PrivacyEngine(accountant='rdp').make_private(
-        module=model, optimizer=opt, data_loader=loader, noise_multiplier=z, max_grad_norm=max_grad_norm,
-        noise_generator=noise_generator(dev, noise_seed))
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, planned) if schedule == 'cosine' else None
-    avg = AveragedModel(model._module, multi_avg_fn=get_ema_multi_avg_fn(ema), use_buffers=True) if ema else None
-    rng = np.random.default_rng([AUGMULT_STREAM, seed])  # the copies' shifts, reproducible from `seed`
-    bar, steps = tqdm(range(epochs), desc=f'DP-SGD, epsilon {epsilon}', disable=not progress, leave=False), 0
-    for _ in bar:
-        model.train()
-        for x, y in loader:
-            dpsgd_step(model, opt, x.to(dev), y.to(dev), augmult, shift, rng, data.info); steps += 1
-            if sched: sched.step()
-            if avg: avg.update_parameters(model._module)  # an average of released (noisy) weights: post-processing
-        if progress: bar.set_postfix(epsilon=f'{epsilon_dpsgd(q, z, steps, delta, accounting):.2f}', refresh=False)  # a PLD per epoch: only when shown
-    # released: a clean copy of the weights (or of their average). Opacus leaves hooks and, on every parameter, the last
-    # batch's sum of clipped gradients *before* the noise (`summed_grad`): a non-private statistic that must not leave here
-    out = fresh_student(data.info, seed, dev)
-    out.load_state_dict((avg.module if avg else model._module).state_dict())
-    return out.eval(), epsilon_dpsgd(q, z, steps, delta, accounting)
-
-# %% ../nbs/06_evaluate.ipynb 58
+# %% ../nbs/06_evaluate.ipynb 42
 NOT_PRIVATE = ("evaluation numbers that read the private train records or the teachers: the (epsilon, delta) guarantee "
                "does NOT cover them; they are for the operator, not part of the release")
 

@@ -4,78 +4,15 @@
 
 # %% ../nbs/05c_improve.ipynb 4
 from __future__ import annotations
-import math
 from dataclasses import replace
 
-import torch
-import torch.nn.functional as F
-
 from .data import DataInfo
+from .distill import Distiller, DistillConfig, PrivacyConfig
 
 # %% auto 0
-__all__ = ['balanced_pick', 'ema_warmup', 'soft_vote_targets', 'cross_fit_prior', 'denoise_targets', 'fit_together',
-           'pair_configs']
-
-# %% ../nbs/05c_improve.ipynb 15
-def balanced_pick(pred:torch.Tensor, # (N,) one predicted class per candidate, in the order drawn
-                  n:int, # how many to keep, at most N
-                  classes:int, # number of classes
-                  generator:torch.Generator, # picks which class comes first in each round
-                 ) -> torch.LongTensor:
-    "Indices of `n` candidates taken round-robin over the predicted classes, each class's candidates in the order drawn."
-    if not 0 <= n <= len(pred): raise ValueError(f"n={n}: can keep between 0 and {len(pred)} of the {len(pred)} candidates")
-    rank = F.one_hot(pred, classes).cumsum(0).gather(1, pred[:, None]).squeeze(1) - 1  # place within its class
-    first = torch.randint(classes, (1,), generator=generator, device=pred.device)
-    return (rank * classes + (pred - first) % classes).argsort()[:n]  # keys are distinct: round by round
-
-# %% ../nbs/05c_improve.ipynb 18
-def ema_warmup(decay:float):
-    "An `AveragedModel` update: exponential moving average with decay `min(decay, n / (n + 4))` at the n-th update."
-    @torch.no_grad()
-    def update(averaged:list, current:list, n):
-        d = min(decay, n.item() / (n.item() + 4))  # remembers about the last quarter of the run, at most 1 / (1 - decay) updates
-        for a, c in zip(averaged, current): a.lerp_(c, 1 - d)
-    return update
-
-# %% ../nbs/05c_improve.ipynb 23
-def soft_vote_targets(noisy:torch.Tensor, # (N, k) the released noisy votes on each query's candidates
-                      candidates:torch.Tensor, # (N, k) the candidate classes
-                      classes:int, # number of classes
-                      temperature:float, # in vote units: the `vote_temperature` times the mechanism's sigma
-                     ) -> torch.Tensor:
-    "Targets (N, classes): softmax of the noisy votes / `temperature` over the candidates, 0 elsewhere."
-    out = torch.full((len(noisy), classes), -math.inf, dtype=noisy.dtype, device=noisy.device)
-    return out.scatter(1, candidates, noisy / temperature).softmax(1)
+__all__ = ['fit_together', 'pair_configs']
 
 # %% ../nbs/05c_improve.ipynb 28
-def cross_fit_prior(X:torch.Tensor, # (N, ...) the released queries
-                    Y:torch.Tensor, # (N, classes) their targets
-                    folds:int, # how many parts: each part's prior comes from a classifier fitted on the others
-                    fit, # fit(X, Y, i) -> a classifier fitted to (X, Y); i counts the folds
-                    generator:torch.Generator, # cuts the folds
-                   ) -> torch.Tensor:
-    "Log-probabilities (N, classes) of each query's class, from a classifier fitted without that query's fold."
-    if not (isinstance(folds, int) and 2 <= folds <= len(X)):
-        raise ValueError(f"folds={folds!r}: choose 2 <= folds <= {len(X)}, the number of answers")
-    fold = torch.randperm(len(X), generator=generator, device=X.device) % folds
-    prior = torch.empty_like(Y)
-    for i in range(folds):
-        held = fold == i
-        model = fit(X[~held], Y[~held], i).eval()
-        with torch.no_grad(): prior[held] = model(X[held]).log_softmax(1)
-    return prior
-
-def denoise_targets(X:torch.Tensor, # (N, ...) the released queries
-                    soft:torch.Tensor, # (N, classes) their targets, e.g. the softened votes
-                    folds:int, # cross-fitting folds
-                    weight:float, # exponent of the prior: soft^1 * prior^weight, renormalized
-                    fit, # fit(X, Y, i) -> a classifier fitted to (X, Y); i counts the folds
-                    generator:torch.Generator, # cuts the folds
-                   ) -> torch.Tensor:
-    "The targets `soft` times the `weight` power of the cross-fitted prior, renormalized: post-processing of released answers."
-    return (soft.log() + weight * cross_fit_prior(X, soft, folds, fit, generator)).softmax(1)
-
-# %% ../nbs/05c_improve.ipynb 31
 def fit_together(info:DataInfo, # the data set's shape and classes
                  teachers, # trained teachers, shared by every pair through one oracle
                  privacy:PrivacyConfig, # one mechanism and one budget for all pairs
@@ -85,7 +22,6 @@ def fit_together(info:DataInfo, # the data set's shape and classes
                  state:dict=None, # a `Checkpoint`'s saved run (`torch.load(path, weights_only=False)`) to resume
                 ):
     "Train `len(cfgs)` generator-student pairs in lockstep on one budget and one replay buffer; the first pair releases the student."
-    from dpsd_nb.distill import Distiller  # the loop's module imports this one
     cfgs = list(cfgs)
     if not cfgs: raise ValueError("cfgs=[]: give one DistillConfig per generator-student pair")
     seeds = [c.seed for c in cfgs]

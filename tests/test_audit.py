@@ -40,7 +40,7 @@ import dpsd_nb.mechanisms as mechanisms
 from dpsd_nb.mechanisms import GaussianData, GaussianLabels, RandomizedResponse, explain, noise_generator
 from dpsd_nb.accountant import Accountant, calibrate
 from dpsd_nb.distill import Distiller, DistillConfig, PrivacyConfig
-from dpsd_nb.evaluate import train_dpsgd
+from dpsd_nb.dpsgd import train_dpsgd
 
 torch.set_num_threads(1)
 pytestmark = pytest.mark.filterwarnings('ignore::UserWarning')
@@ -281,7 +281,7 @@ def test_opacus_adds_the_noise_we_account_for():
 def _step_sums(digits, batches, K, shift=1, C=1e-3):
     "The sums of clipped per-record gradients (no noise) of one `dpsgd_step` on each batch, from the same weights and shifts."
     from opacus import PrivacyEngine
-    from dpsd_nb.evaluate import dpsgd_step
+    from dpsd_nb.dpsgd import dpsgd_step
     from dpsd_nb.models import fresh_student
     model = fresh_student(digits.info, 0, torch.device('cpu'))
     opt = torch.optim.SGD(model.parameters(), lr=0.)  # lr 0: the weights never move, every batch sees the same model
@@ -297,7 +297,7 @@ def test_augmult_adds_one_clipped_gradient_per_record(digits, monkeypatch):
     "Augmentation multiplicity through Opacus as train_dpsgd steps: a record's K shifted copies add one clipped gradient, not K.\n"
     "Replacing one record of a batch moves the step's sum of clipped gradients by at most 2C, the replace-one sensitivity the\n"
     "accountant assumes. Broken variant: the copies counted as records (no mean before the clip) move it by up to 2KC."
-    import dpsd_nb.evaluate as E
+    import dpsd_nb.dpsgd as E
     x, y = (t[:32] for t in digits.train.tensors)
     x2, y2 = x.clone(), y.clone(); x2[0], y2[0] = -x[0], (y[0] + 5) % 10  # record 0 replaced: its negative, another label
     C = 1e-3  # every gradient is clipped
@@ -311,7 +311,7 @@ def test_augmult_keeps_each_records_copies_apart(digits, monkeypatch):
     "record 0 leaves every other record's row bit for bit. Broken variant: copies tiled batch after batch (x.repeat), so each\n"
     "row mixes K records and one record reaches K clipped rows (a sum moved by up to 2KC, which the test above can miss)."
     from opacus import GradSampleModule
-    import dpsd_nb.evaluate as E
+    import dpsd_nb.dpsgd as E
     K, (x, y) = 4, (t[:8] for t in digits.train.tensors)
     x2, y2 = x.clone(), y.clone(); x2[0], y2[0] = -x[0], (y[0] + 5) % 10
     def rows(x, y):
@@ -326,7 +326,7 @@ def test_augmult_keeps_each_records_copies_apart(digits, monkeypatch):
 
 def test_dpsgd_batches_are_secret(digits, monkeypatch):
     "The Poisson batches of DP-SGD come from a secret generator too: with the same `seed`, two runs sample different batches."
-    import dpsd_nb.evaluate as E
+    import dpsd_nb.dpsgd as E
     loaders = []
     class Recorder(E.DataLoader):
         def __init__(self, *args, **kwargs): super().__init__(*args, **kwargs); loaders.append(self)

@@ -1,7 +1,7 @@
 """Confident mode (`mechanisms.ConfidentLabels`, `PrivacyConfig(mechanism='confident')`) inside the DPSD loop:
 
 - accounting: every query asked is charged the threshold check (sensitivity 1) and GNMax (sqrt 2), answered or not, and
-  the epsilon is the data-independent one of `pate.pate_epsilon`; the same check fails on a broken variant that charges
+  the epsilon is the data-independent one of `pate_analysis.pate_epsilon`; the same check fails on a broken variant that charges
   the answered queries only (monkeypatched inside the test);
 - unanswered queries never reach the student: every batch it is trained on holds answered queries only, with their labels;
 - nothing of the votes leaves: the report holds no votes, a checkpoint holds none (a resumed run reports no data-dependent
@@ -27,7 +27,7 @@ from dpsd_nb.accountant import Accountant
 from dpsd_nb.data import Data, load_dataset
 from dpsd_nb.distill import Callback, Distiller, DistillConfig, PrivacyConfig
 from dpsd_nb.mechanisms import ConfidentLabels, GaussianEvent, noise_generator, vote_counts
-from dpsd_nb.pate import NOT_PRIVATE, pate_epsilon, worst_case_epsilon
+from dpsd_nb.pate_analysis import NOT_PRIVATE, pate_epsilon, worst_case_epsilon
 from dpsd_nb.teachers import TeacherConfig, teacher_logits, train_teachers
 
 torch.set_num_threads(1)

@@ -9,7 +9,8 @@ from dpsd_nb.data import load_dataset
 from dpsd_nb.models import Generator
 from dpsd_nb.teachers import TeacherConfig, train_teachers
 from dpsd_nb.models import accuracy
-from dpsd_nb.evaluate import _subset, class_coverage, evaluate, mia_auc, mia_auc_teachers, per_sample_loss, sample_grid, save_image_atomic, synthetic_utility, train_dpsgd
+from dpsd_nb.evaluate import _subset, class_coverage, evaluate, mia_auc, mia_auc_teachers, per_sample_loss, sample_grid, save_image_atomic, synthetic_utility
+from dpsd_nb.dpsgd import train_dpsgd
 from dpsd_nb.models import fit_classifier, fresh_student
 
 torch.set_num_threads(1)

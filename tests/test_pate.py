@@ -42,8 +42,10 @@ from scipy import integrate, optimize, special, stats
 from dpsd_nb.accountant import DEFAULT_ORDERS, eps_from_rdp, rdp_gaussian
 from dpsd_nb.mechanisms import discrete_gaussian_pmf, noise_generator
 import dpsd_nb.pate as pate
-from dpsd_nb.pate import (NOT_PRIVATE, PateEpsilon, confident_gnmax, log_pr_answered, log_q0, log_q_gnmax, ls_gnmax, ls_threshold,
-                          pate_epsilon, public_votes, rdp_gnmax, rdp_gnss, rdp_threshold, release_epsilon, smooth_conditions,
+import dpsd_nb.pate_analysis as analysis
+from dpsd_nb.pate import public_votes
+from dpsd_nb.pate_analysis import (NOT_PRIVATE, PateEpsilon, confident_gnmax, log_pr_answered, log_q0, log_q_gnmax, ls_gnmax, ls_threshold,
+                          pate_epsilon, rdp_gnmax, rdp_gnss, rdp_threshold, release_epsilon, smooth_conditions,
                           smooth_sensitivity)
 
 torch.set_num_threads(1)
@@ -205,7 +207,7 @@ def test_q0_is_where_the_bounds_meet():
         assert above == ind and below < at <= ind and at == pytest.approx(ind, rel=1e-6)
 
 def rdp_gnmax_from(log_q, sigma, order):
-    from dpsd_nb.pate import rdp_from_log_q
+    from dpsd_nb.pate_analysis import rdp_from_log_q
     return float(rdp_from_log_q(log_q, sigma, [order])[0])
 
 
@@ -261,10 +263,10 @@ def test_conditions_reach_the_far_tail(monkeypatch):
     "Real histograms reach log q~ ~ -3878 (250 unanimous votes at sigma 2): C5/C6 are checked far below it, where b_l, b_u are finite."
     lq = float(log_q_gnmax([250] + [0] * 9, 2.))
     assert lq < -3870
-    b_l, b_u = (float(pate._log_b(lq, 2., 10, sign)) for sign in (1, -1))
+    b_l, b_u = (float(analysis._log_b(lq, 2., 10, sign)) for sign in (1, -1))
     assert -math.inf < b_l < lq < b_u < 0  # exp(log q~) underflowed to 0 here, and both were -inf
-    seen, rdp = [], pate.rdp_from_log_q
-    monkeypatch.setattr(pate, 'rdp_from_log_q', lambda lq, *a, **k: seen.append(np.min(lq)) or rdp(lq, *a, **k))
+    seen, rdp = [], analysis.rdp_from_log_q
+    monkeypatch.setattr(analysis, 'rdp_from_log_q', lambda lq, *a, **k: seen.append(np.min(lq)) or rdp(lq, *a, **k))
     assert smooth_conditions(40., 10, 20.) == (True, True)
     assert min(seen) <= -1e6  # the grid stopped at 100 log q0, about -300
 
@@ -357,7 +359,7 @@ def summed_at_d(V, answered, T, sigma1):
 def package_total(V, answered, T, sigma1):
     "The package's A(d) of the sum, one tuple at a time."
     M = int(V[0, 0].sum())
-    return np.stack([pate._ls_total(v, np.asarray(answered), T, sigma1, SUM_SIGMA2, SUM_ORDER, M) for v in V])
+    return np.stack([analysis._ls_total(v, np.asarray(answered), T, sigma1, SUM_SIGMA2, SUM_ORDER, M) for v in V])
 
 def sum_brute_force(M, C, K, T, sigma1, answered, total):
     """How far A(d) falls short of the true local sensitivity within d, how far the smooth sensitivity falls short of the true
