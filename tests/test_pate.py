@@ -223,9 +223,9 @@ def continuous_log_q(votes, sigma):
 @pytest.fixture
 def continuous(monkeypatch):
     "The package's walks with the reference's continuous q~ put back: no shift of the gaps, no 1 + eps1, |max - T| for the check."
-    monkeypatch.setattr(pate, 'log_q_gnmax', continuous_log_q)
-    monkeypatch.setattr(pate, '_log_excess', lambda sigma: 0.)
-    monkeypatch.setattr(pate, '_log_q_check', lambda top, T, sigma1: special.log_ndtr(-np.abs(np.round(top) - T) / sigma1))
+    monkeypatch.setattr(analysis, 'log_q_gnmax', continuous_log_q)
+    monkeypatch.setattr(analysis, '_log_excess', lambda sigma: 0.)
+    monkeypatch.setattr(analysis, '_log_q_check', lambda top, T, sigma1: special.log_ndtr(-np.abs(np.round(top) - T) / sigma1))
 
 def test_reference_local_sensitivity_gnmax(continuous):
     np.testing.assert_allclose(ls_gnmax([10, 0, 0], .5, 1.5)[0], [3.13503646e-17, 1.60178280e-08, 5.90681786e-03] + [5.99981308] * 7, rtol=1e-8)
