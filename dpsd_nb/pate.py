@@ -7,18 +7,20 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
 from .accountant import NEIGHBOUR_RELATION, check_delta
 from .data import DataInfo
 from .models import as_teachers, device_of, evaluating, fit_classifier, fresh_student
-from .teachers import class_votes
+from .teachers import class_votes, _shifted
 from .pate_analysis import (ConfidentAnswers, DataDependent, ReleasedEpsilon, _check_sigma, _release_order, confident_gnmax,
                                   pate_epsilon, release_epsilon)
 
 # %% auto 0
-__all__ = ['public_votes', 'PateStudent', 'pate_student']
+__all__ = ['SELF_TRAIN', 'public_votes', 'PateStudent', 'pate_student', 'fit_self_trained']
 
 # %% ../nbs/13_pate.ipynb 7
 def public_votes(teachers, # a `TeacherCNN`, or teachers of your own (see `models.as_teachers`)
@@ -59,6 +61,11 @@ def _check_public(info, x, M, threshold, student_steps):
         raise ValueError(f"threshold={threshold!r}: the check compares the noisy max count of M={M} teachers with it; choose a number in (0, {M}]")
     if isinstance(student_steps, bool) or not isinstance(student_steps, int) or student_steps < 1: raise ValueError(f"student_steps={student_steps!r}: must be an integer >= 1")
 
+def _check_self_train(info, rounds, pool):
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 0: raise ValueError(f"self_train={rounds!r}: the number of rounds, an integer >= 0 (0: off)")
+    if pool is not None and not (isinstance(pool, torch.Tensor) and pool.ndim == 4 and tuple(pool.shape[1:]) == tuple(info.shape)):
+        raise ValueError(f"pool of shape {tuple(getattr(pool, 'shape', ()))}: expected public images (N, {', '.join(map(str, info.shape))}), normalized like the private ones")
+
 # %% ../nbs/13_pate.ipynb 13
 def pate_student(teachers, # a `TeacherCNN`, or teachers of your own (see `models.as_teachers`)
                  info:DataInfo, # the data set: the student's input shape and classes
@@ -74,10 +81,13 @@ def pate_student(teachers, # a `TeacherCNN`, or teachers of your own (see `model
                  seed:int=0, # the student's initial weights and batch order (not the privacy noise)
                  device=None, # where the student trains (default: `default_device()`)
                  generator:torch.Generator|None=None, # None: secret noise; a seeded one only for tests
+                 self_train:int=0, # > 0: refit this many times with the public images the student labels itself (`fit_self_trained`); 0: off
+                 pool:torch.Tensor|None=None, # more public unlabeled images for self-training, never asked (None: the unanswered public_x only)
                 ) -> PateStudent:
     "PATE with public data: the teachers label public images through Confident-GNMax, a fresh student learns the answered ones. `public_x` must be public: the student is trained on those images as they are, so a pool that overlaps the private data releases those records without noise."
     t = as_teachers(teachers)
     _check_public(info, public_x, t.members, threshold, student_steps)
+    _check_self_train(info, self_train, pool)
     s1, s2, delta, N = _check_sigma('sigma1', sigma1), _check_sigma('sigma2', sigma2), check_delta(delta), len(public_x)
     order = _release_order(release_order, N, s1, s2, delta, info.num_classes) if release else None
     votes = public_votes(t, public_x)
@@ -88,5 +98,49 @@ def pate_student(teachers, # a `TeacherCNN`, or teachers of your own (see `model
                                  f"though the checks cost epsilon {pe.data_independent:.4g}; lower the threshold or ask more images")
     rel = release_epsilon(votes, a, threshold, s1, s2, delta, order, sigma_ss, generator=generator) if release else None
     epochs = math.ceil(student_steps / math.ceil(n / 128))  # fit_classifier's batches of 128
-    student = fit_classifier(fresh_student(info, seed, device), TensorDataset(public_x[a.to(public_x.device)].cpu(), ans.labels[a]), epochs, seed=seed)
+    x, y = public_x[a.to(public_x.device)].cpu(), ans.labels[a]
+    if self_train:  # post-processing: the answers, and public images labelled by the student, never by a teacher
+        unlabelled = torch.cat([public_x[~a.to(public_x.device)].cpu(), *([] if pool is None else [pool.cpu()])])
+        student = fit_self_trained(info, x, y, unlabelled, self_train, steps=student_steps, seed=seed, device=device)
+    else: student = fit_classifier(fresh_student(info, seed, device), TensorDataset(x, y), epochs, seed=seed)
     return PateStudent(student, ans, N, n, epochs, pe.data_independent, delta, rel, pe.not_private)
+
+# %% ../nbs/13_pate.ipynb 28
+SELF_TRAIN = dict(threshold=.99, shift=2)  # measured on MNIST at epsilon 1 (bench/results/pate-semi-mnist.md)
+
+def _fit_shifted(model, x, y, steps, shift, seed, fill, lr=1e-3, batch=128):
+    "`model` after `steps` Adam updates (cosine rate) on batches of (x, y) drawn with replacement, each image shifted by up to `shift` pixels."
+    dev, g, rng = device_of(model), torch.Generator().manual_seed(seed), np.random.default_rng(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 0.5 * (1 + math.cos(math.pi * t / steps)))
+    model.train()
+    for _ in range(steps):
+        i = torch.randint(len(x), (min(batch, len(x)),), generator=g)
+        xb = _shifted(x[i], shift, rng, fill) if shift else x[i]
+        loss = F.cross_entropy(model(xb.to(dev)), y[i].to(dev))
+        opt.zero_grad(); loss.backward(); opt.step(); sched.step()
+    return model.eval()
+
+def fit_self_trained(info:DataInfo, # the data set: the student's input shape and classes
+               x:torch.Tensor, # (n, C, H, W) the answered public images
+               y:torch.Tensor, # (n,) their released labels
+               unlabelled:torch.Tensor, # (N, C, H, W) public images without a label
+               rounds:int=2, # refits with the student's own confident labels
+               threshold:float=SELF_TRAIN['threshold'], # the least probability at which the student labels an image
+               shift:int=SELF_TRAIN['shift'], # each training image shifted by up to this many pixels
+               steps:int=500, # Adam updates of each fit
+               seed:int=0, # initial weights and batch order
+               device=None,
+              ) -> torch.nn.Module:
+    "A student fitted to (x, y), then `rounds` times refitted to (x, y) and the `unlabelled` images it labels with probability >= `threshold`."
+    _check_self_train(info, rounds, unlabelled)
+    fill = -info.mean / info.std  # a blank pixel, normalized
+    student = _fit_shifted(fresh_student(info, seed, device), x, y, steps, shift, seed, fill)
+    for r in range(rounds):
+        with torch.no_grad(): p = torch.cat([student(b.to(device_of(student))).softmax(1).cpu() for b in unlabelled.split(1024)])
+        conf, label = p.max(1)
+        keep = conf >= threshold
+        student = _fit_shifted(fresh_student(info, seed + 1 + r, device), torch.cat([x, unlabelled[keep]]), torch.cat([y, label[keep]]),
+                               steps, shift, seed + 1 + r, fill)
+    student.pseudo_labelled = int(keep.sum()) if rounds else 0
+    return student
