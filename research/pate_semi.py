@@ -93,6 +93,7 @@ def main():
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--epsilon', type=float, default=1.)
     p.add_argument('--steps', type=int, default=1500)
+    p.add_argument('--queries', type=int, default=None, help='images asked (default: QUERIES[epsilon])')
     p.add_argument('--variants', nargs='*', default=['plain', 'shift', 'fixmatch', 'selftrain'])
     p.add_argument('--heldout', action='store_true', help='also report the held-out half (only for a variant already chosen)')
     a = p.parse_args()
@@ -106,7 +107,7 @@ def main():
     t0 = time.time()
     teachers, report = get_teachers(data, TEACHERS, 'cpu', progress=False)
     print(f'teachers: {time.time() - t0:.0f} s, plurality accuracy on the test split {report.plurality_accuracy:.3f}')
-    eps, q = a.epsilon, QUERIES[a.epsilon]
+    eps, q = a.epsilon, a.queries or QUERIES[a.epsilon]
     s1, s2 = calibrate_confident(eps, 1e-5, q)
     x_pool = pool.tensors[0]
     t0 = time.time()
@@ -120,7 +121,7 @@ def main():
     def report_(name, model, t, extra=''):
         out[name] = accuracy(model, select)
         h = f' heldout {accuracy(model, held):.4f}' if a.heldout else ''
-        print(f'RESULT variant={name} seed={a.seed} epsilon={eps} answered={len(x)} select={out[name]:.4f}{h} seconds={time.time() - t:.0f} {extra}', flush=True)
+        print(f'RESULT variant={name} seed={a.seed} epsilon={eps} queries={q} answered={len(x)} select={out[name]:.4f}{h} seconds={time.time() - t:.0f} {extra}', flush=True)
     if 'plain' in a.variants: report_('plain', r.student, t0)
     if 'shift' in a.variants:
         t = time.time(); report_('shift', fit_shift(fresh_student(data.info, a.seed, 'cpu'), x, y, a.steps, a.seed, lo), t)
