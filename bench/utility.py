@@ -132,6 +132,9 @@ def main():
                    help='the target epsilons of the private rows to run (default: all of the setup); with some only, the other rows are kept')
     p.add_argument('--out', default=str(Path(__file__).resolve().parent/'results'),
                    help='folder for utility-<dataset>.json and the per-row sample grids')
+    p.add_argument('--pate-self-train', type=int, default=0, help='PATE rows: refit the student this many times with the public images it '
+                   'labels itself (pate_student self_train; the pool: the rest of the validation half); 0: the plain student '
+                   '(bench/results/pate-semi-mnist.md measured 2 on MNIST)')
     p.add_argument('--jobs', type=int, default=1, help='DP-SGD runs (seeds, epsilons) at once, each in a process of one thread, '
                    'beside the other rows; 1: in this process, in turn')
     args = p.parse_args()
@@ -248,9 +251,12 @@ def main():
             t0 = time.time()
             M, (sigma1, sigma2) = setup['teachers'].teachers, calibrate_confident(eps, delta, q)
             x, y = (t[:q] for t in valid.tensors)  # the public pool: its labels are not used to train
-            r = pate_student(ensembles[M][0], data.info, x, pate['threshold'], sigma1, sigma2, delta, seed=seed, device=device)
+            k = args.pate_self_train  # self-training reads the rest of the public pool, unlabelled
+            r = pate_student(ensembles[M][0], data.info, x, pate['threshold'], sigma1, sigma2, delta, seed=seed, device=device,
+                             self_train=k, pool=valid.tensors[0][q:] if k else None)
             a = r.answers.answered
-            runs.append(dict(seed=seed, target=eps, method='PATE (public data, Confident-GNMax)', mode='', teachers=M, accuracy=accuracy(r.student, held_out),
+            runs.append(dict(seed=seed, target=eps, method='PATE (public data, Confident-GNMax' + (f', self-trained {k})' if k else ')'), mode='', teachers=M,
+                             accuracy=accuracy(r.student, held_out), self_train=k,
                              valid_accuracy=None, label_accuracy=(r.answers.labels[a] == y[a]).float().mean().item(),
                              epsilon=r.guarantee, epsilon_answers=r.epsilon, epsilon_released=r.released.epsilon,
                              not_private=dict(epsilon_data_dependent=r.not_private.epsilon, note=r.not_private.privacy),
