@@ -39,7 +39,7 @@ class PateStudent:
     answers:ConfidentAnswers = field(repr=False) # the released (answered, label) of each public image: DP
     queries:int # public images asked, each once
     answered:int # of them answered: the student's training set
-    epochs:int # passes of the student over its training set
+    epochs:int|None # passes of the student over its training set; None with self-training (it counts updates, `student_steps` per fit)
     epsilon:float # data-independent epsilon of the answers at `delta`: DP, the student's guarantee
     delta:float
     released:ReleasedEpsilon|None # the data-dependent epsilon released with smooth-sensitivity noise (DP); None: not released
@@ -63,6 +63,7 @@ def _check_public(info, x, M, threshold, student_steps):
 
 def _check_self_train(info, rounds, pool):
     if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 0: raise ValueError(f"self_train={rounds!r}: the number of rounds, an integer >= 0 (0: off)")
+    if pool is not None and not rounds: raise ValueError("pool given with self_train=0: only self-training reads the pool; set self_train >= 1, or leave pool out")
     if pool is not None and not (isinstance(pool, torch.Tensor) and pool.ndim == 4 and tuple(pool.shape[1:]) == tuple(info.shape)):
         raise ValueError(f"pool of shape {tuple(getattr(pool, 'shape', ()))}: expected public images (N, {', '.join(map(str, info.shape))}), normalized like the private ones")
 
@@ -97,12 +98,13 @@ def pate_student(teachers, # a `TeacherCNN`, or teachers of your own (see `model
     if not n: raise RuntimeError(f"none of the {N} public images was answered (threshold={threshold!r}, sigma1={s1!r}): no student to train, "
                                  f"though the checks cost epsilon {pe.data_independent:.4g}; lower the threshold or ask more images")
     rel = release_epsilon(votes, a, threshold, s1, s2, delta, order, sigma_ss, generator=generator) if release else None
-    epochs = math.ceil(student_steps / math.ceil(n / 128))  # fit_classifier's batches of 128
     x, y = public_x[a.to(public_x.device)].cpu(), ans.labels[a]
     if self_train:  # post-processing: the answers, and public images labelled by the student, never by a teacher
         unlabelled = torch.cat([public_x[~a.to(public_x.device)].cpu(), *([] if pool is None else [pool.cpu()])])
-        student = fit_self_trained(info, x, y, unlabelled, self_train, steps=student_steps, seed=seed, device=device)
-    else: student = fit_classifier(fresh_student(info, seed, device), TensorDataset(x, y), epochs, seed=seed)
+        student, epochs = fit_self_trained(info, x, y, unlabelled, self_train, steps=student_steps, seed=seed, device=device), None
+    else:
+        epochs = math.ceil(student_steps / math.ceil(n / 128))  # fit_classifier's batches of 128
+        student = fit_classifier(fresh_student(info, seed, device), TensorDataset(x, y), epochs, seed=seed)
     return PateStudent(student, ans, N, n, epochs, pe.data_independent, delta, rel, pe.not_private)
 
 # %% ../nbs/13_pate.ipynb 28
@@ -122,16 +124,16 @@ def _fit_shifted(model, x, y, steps, shift, seed, fill, lr=1e-3, batch=128):
     return model.eval()
 
 def fit_self_trained(info:DataInfo, # the data set: the student's input shape and classes
-               x:torch.Tensor, # (n, C, H, W) the answered public images
-               y:torch.Tensor, # (n,) their released labels
-               unlabelled:torch.Tensor, # (N, C, H, W) public images without a label
-               rounds:int=2, # refits with the student's own confident labels
-               threshold:float=SELF_TRAIN['threshold'], # the least probability at which the student labels an image
-               shift:int=SELF_TRAIN['shift'], # each training image shifted by up to this many pixels
-               steps:int=500, # Adam updates of each fit
-               seed:int=0, # initial weights and batch order
-               device=None,
-              ) -> torch.nn.Module:
+                     x:torch.Tensor, # (n, C, H, W) the answered public images
+                     y:torch.Tensor, # (n,) their released labels
+                     unlabelled:torch.Tensor, # (N, C, H, W) public images without a label
+                     rounds:int=2, # refits with the student's own confident labels
+                     threshold:float=SELF_TRAIN['threshold'], # the least probability at which the student labels an image
+                     shift:int=SELF_TRAIN['shift'], # each training image shifted by up to this many pixels
+                     steps:int=500, # Adam updates of each fit
+                     seed:int=0, # initial weights and batch order
+                     device=None,
+                    ) -> torch.nn.Module:
     "A student fitted to (x, y), then `rounds` times refitted to (x, y) and the `unlabelled` images it labels with probability >= `threshold`."
     _check_self_train(info, rounds, unlabelled)
     fill = -info.mean / info.std  # a blank pixel, normalized
