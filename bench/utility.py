@@ -135,6 +135,10 @@ def main():
     p.add_argument('--pate-self-train', type=int, default=0, help='PATE rows: refit the student this many times with the public images it '
                    'labels itself (pate_student self_train; the pool: the rest of the validation half); 0: the plain student '
                    '(bench/results/pate-semi-mnist.md measured 2 on MNIST)')
+    p.add_argument('--boundary', type=float, default=0., help='DPSD rows: DistillConfig(boundary=B), the share of each generator and query batch '
+                   'drawn between two classes (bench/results/ceiling-mnist.md measured 0.5 without noise); 0: the rows as before')
+    p.add_argument('--modes', nargs='+', default=['label', 'data'], choices=['label', 'data'],
+                   help='the DPSD rows\' modes to run (default both); with one only, the other rows of an existing table are kept')
     p.add_argument('--jobs', type=int, default=1, help='DP-SGD runs (seeds, epsilons) at once, each in a process of one thread, '
                    'beside the other rows; 1: in this process, in turn')
     args = p.parse_args()
@@ -179,9 +183,10 @@ def main():
         stamp = dict(machine=machine, command=command, date=time.strftime('%Y-%m-%d'))
         rows = [{**stamp, **r} for r in rows]
         previous = out/f'utility-{args.dataset}.json'
-        if (set(args.rows) != set(ROWS) or args.epsilons is not None) and previous.exists():  # a partial rerun: keep the rows not rerun, each with its own machine and command
+        if (set(args.rows) != set(ROWS) or args.epsilons is not None or len(args.modes) < 2) and previous.exists():  # a partial rerun: keep the rows not rerun, each with its own machine and command
             old = json.loads(previous.read_text())
-            rerun = lambda r: (ROW_OF(r['method']) == 'teachers' and bool(ensembles)) or (ROW_OF(r['method']) in args.rows and wanted(target_of(r)))
+            rerun = lambda r: (ROW_OF(r['method']) == 'teachers' and bool(ensembles)) or (ROW_OF(r['method']) in args.rows and wanted(target_of(r))
+                                                                                           and (ROW_OF(r['method']) != 'dpsd' or r['mode'] in args.modes))
             kept = [{'machine': old['machine'], 'command': old['command'], **r} for r in old['rows'] if not rerun(r)]
             rows = [r for r in kept if ROW_OF(r['method']) == 'teachers'] + rows[:len(ensembles)] + [r for r in kept if ROW_OF(r['method']) != 'teachers'] + rows[len(ensembles):]
             if complete: print(f"kept {len(kept)} rows of {previous}")
@@ -202,7 +207,7 @@ def main():
         pending = {(seed, eps): pool.submit(_dpsgd_job, args.dataset, args.root, eps, delta, seed, str(device))
                    for seed in args.seeds for eps in (1., 10.) if wanted(eps)}
     for seed in args.seeds:
-        for mode in ('label', 'data') if 'dpsd' in args.rows else ():
+        for mode in args.modes if 'dpsd' in args.rows else ():
             for eps, q in setup['queries'].items():
                 if not wanted(eps): continue
                 t0 = time.time()
@@ -215,14 +220,14 @@ def main():
                 # fitted on the other folds of the answers (see 05_distill)
                 knobs = setup.get('inf_cfg' if math.isinf(eps) else 'private_cfg', {})
                 if mode == 'label' and not math.isinf(eps): knobs = {**knobs, **setup.get('label_cfg', {})}  # soft vote targets
-                cfg = DistillConfig(steps=steps['inf' if math.isinf(eps) else 'private'], seed=seed, **knobs)
+                cfg = DistillConfig(steps=steps['inf' if math.isinf(eps) else 'private'], seed=seed, boundary=args.boundary, **knobs)
                 P = 1 if math.isinf(eps) else setup.get('pairs', 1)  # each pair asks query_batch / P; pair i has seed + 1000 i
                 d = fit_together(data.info, ensembles[M][0], PrivacyConfig(mode, epsilon=eps, delta=delta, queries=q), pair_configs(cfg, P), device=device)
                 png = f"samples-{args.dataset}-{mode}-eps{eps:g}.png"
                 if seed == args.seeds[0]:  # the first seed's samples
                     save_image_atomic(grid_picture(sample_grid(d.generator, data.info, student=d.student, seed=seed), data.info,
                                                    f"{args.dataset}, {mode} mode, epsilon {d.epsilon:.2f}"), out/png)
-                runs.append(dict(seed=seed, target=eps, method='DPSD' if P == 1 else f'DPSD, {P} pairs', mode=mode, teachers=M, **scores(d.student),
+                runs.append(dict(seed=seed, target=eps, method=('DPSD' if P == 1 else f'DPSD, {P} pairs') + (f', boundary {args.boundary:g}' if args.boundary else ''), mode=mode, teachers=M, **scores(d.student),
                                  epsilon=d.epsilon, queries=d.queries, steps=d.step, pairs=P, seconds=time.time() - t0, samples=png))
                 print(runs[-1], flush=True); write(rows + aggregate(runs))
         for eps, q in setup['queries'].items() if 'confident' in args.rows else ():  # DPSD label mode through Confident-GNMax

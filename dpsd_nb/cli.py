@@ -12,13 +12,14 @@ import platform
 import shlex
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from . import __version__
 
 # %% auto 0
-__all__ = ['RUN_FILES', 'TRAIN_RECORDS', 'CLASSES', 'write_report', 'check_out', 'prepare_out', 'check_args', 'run_dpsd',
-           'run_baseline', 'main']
+__all__ = ['RUN_FILES', 'TRAIN_RECORDS', 'CLASSES', 'write_report', 'check_out', 'prepare_out', 'check_args', 'plan_dpsd',
+           'run_dpsd', 'run_baseline', 'main']
 
 # %% ../nbs/08_cli.ipynb 7
 def _common(p):
@@ -43,25 +44,29 @@ def _parser() -> argparse.ArgumentParser:
     _common(run)
     run.add_argument('--mode', default='label', choices=['label', 'data'], help='label: noisy votes; data: noisy soft labels')
     run.add_argument('--mechanism', default='gaussian', choices=['gaussian', 'rr'], help='rr: randomized response (label mode)')
-    run.add_argument('--teachers', type=int, default=20, help='M, teachers on disjoint parts of the private data (default 20)')
-    run.add_argument('--teacher-epochs', type=int, default=100, help="passes over each teacher's part (default 100)")
+    run.add_argument('--teachers', type=int, default=None, help='M, teachers on disjoint parts of the private data (default: the recipe for the data set and epsilon, dpsd_nb.improve.dpsd_recipe; digits 20)')
+    run.add_argument('--teacher-epochs', type=int, default=None, help="passes over each teacher's part (default: the recipe; digits 100)")
     run.add_argument('--k', type=int, default=None, help='candidate classes from the student prior (default: all)')
-    run.add_argument('--queries', type=int, default=100, help='queries the noise is calibrated for (default 100)')
-    run.add_argument('--steps', type=int, default=200, help='loop iterations (default 200)')
-    run.add_argument('--batch', type=int, default=10, help='queries per query step (default 10)')
-    run.add_argument('--query-noise', type=float, default=0.3, help='pixel noise on synthetic queries (default 0.3)')
+    run.add_argument('--queries', type=int, default=None, help='queries the noise is calibrated for (default: the recipe; digits 100)')
+    run.add_argument('--steps', type=int, default=None, help='loop iterations (default: the recipe; digits 200)')
+    run.add_argument('--batch', type=int, default=None, help='queries per query step (default: the recipe; digits 10)')
+    run.add_argument('--query-noise', type=float, default=None, help='pixel noise on synthetic queries (default: the recipe; digits 0.3)')
     run.add_argument('--query-every', type=int, default=None,
-                     help='ask every n-th iteration only (default: spread the queries over the run, steps // (queries / batch))')
+                     help="ask every n-th iteration only (default: the recipe's if it sets one and --steps, --queries, --batch are left out, "
+                          "else spread the queries over the run, steps // (queries / batch))")
     run.add_argument('--query-pool', type=int, default=1,
                      help='draw this many times --batch candidates and query a batch balanced over the student\'s classes (default 1: no choice)')
-    run.add_argument('--pairs', type=int, default=1,
-                     help='generator-student pairs sharing one budget and all answers, each asking --batch / pairs queries (default 1)')
-    run.add_argument('--final-steps', type=int, default=100, help='free student updates on all released answers at the end (default 100)')
-    run.add_argument('--refit', action='store_true', help='release a fresh student fitted to all released answers (final-steps updates)')
-    run.add_argument('--vote-temperature', type=float, default=0.,
-                     help='label mode, Gaussian votes: final-phase targets softmax(noisy votes / (T sigma)) (default 0: the noisy argmax)')
-    run.add_argument('--denoise', type=int, default=0,
-                     help='multiply the final targets by the prior of students fitted on the other of this many folds (needs --vote-temperature; default 0: off)')
+    run.add_argument('--pairs', type=int, default=None,
+                     help='generator-student pairs sharing one budget and all answers, each asking --batch / pairs queries (default: the recipe; digits 1)')
+    run.add_argument('--final-steps', type=int, default=None, help='free student updates on all released answers at the end (default: the recipe; digits 100)')
+    run.add_argument('--refit', action=argparse.BooleanOptionalAction, default=None,
+                     help='release a fresh student fitted to all released answers (final-steps updates) (default: the recipe; digits yes)')
+    run.add_argument('--vote-temperature', type=float, default=None,
+                     help='label mode, Gaussian votes: final-phase targets softmax(noisy votes / (T sigma)), 0: the noisy argmax (default: the recipe; digits 0.6)')
+    run.add_argument('--denoise', type=int, default=None,
+                     help='multiply the final targets by the prior of students fitted on the other of this many folds (needs --vote-temperature; 0: off; default: the recipe)')
+    run.add_argument('--boundary', type=float, default=None,
+                     help='share of every generator and query batch drawn between two classes, 0: off (default: the recipe)')
     run.add_argument('--cache', default=None, help='folder of cached teachers (default: $DPSD_NB_CACHE or ~/.cache/dpsd_nb)')
     base = sub.add_parser('baseline', help='the same student without DPSD: dpsgd (Opacus on the private data) or nonprivate (DPSD without noise)')
     base.add_argument('method', choices=['dpsgd', 'nonprivate'])
@@ -135,7 +140,7 @@ def check_args(args:argparse.Namespace) -> argparse.Namespace:
     if args.threads is not None and args.threads < 1: _refuse('--threads', args.threads, 'must be an integer >= 1')
     if args.command == 'run':
         n = TRAIN_RECORDS[args.dataset]
-        if not 1 <= args.teachers <= n:
+        if args.teachers is not None and not 1 <= args.teachers <= n:
             _refuse('--teachers', args.teachers, f"the number of teachers must be an integer in 1..{n} "
                     f"({args.dataset} has {n} private train records, and each teacher needs at least one)")
         if math.isinf(args.epsilon or 0) and args.noise_seed is not None:
@@ -158,27 +163,45 @@ def _environment(args, argv) -> dict:
             'threads': torch.get_num_threads(), 'command': shlex.join(['dpsd-nb', *argv])}
 
 # %% ../nbs/08_cli.ipynb 19
+def plan_dpsd(args) -> tuple:
+    "Fill every `run` flag left out from the recipe for the data set and epsilon (`dpsd_recipe`); return the recipe, `TeacherConfig`, `PrivacyConfig` and `DistillConfig` of the run."
+    from dpsd_nb.distill import PrivacyConfig, spread_every
+    from dpsd_nb.improve import dpsd_recipe, RECIPES
+    recipe = dpsd_recipe(args.dataset, args.epsilon, args.mode, args.mechanism, args.seed)
+    rc, entry = recipe.cfg, RECIPES[recipe.dataset, recipe.epsilon]['cfg']
+    for name, value in (('teachers', recipe.teachers.teachers), ('teacher_epochs', recipe.teachers.epochs), ('queries', recipe.queries),
+                        ('steps', rc.steps), ('batch', rc.query_batch), ('query_noise', rc.query_noise), ('pairs', recipe.pairs),
+                        ('final_steps', rc.final_steps), ('refit', rc.refit), ('vote_temperature', rc.vote_temperature),
+                        ('denoise', rc.denoise), ('boundary', rc.boundary)):
+        if getattr(args, name) is None: setattr(args, name, value)
+    tcfg = replace(recipe.teachers, teachers=args.teachers, epochs=args.teacher_epochs, seed=args.seed)
+    privacy = PrivacyConfig(args.mode, args.mechanism, args.k, args.epsilon, args.delta, args.queries, args.noise_seed)
+    own = (args.queries, args.steps, args.batch) != (recipe.queries, rc.steps, rc.query_batch)  # then the recipe's spacing no longer fits
+    every = (args.query_every if args.query_every is not None else rc.query_every if 'query_every' in entry and not own
+             else spread_every(args.steps, args.queries, args.batch))  # the budget spread over the run
+    cfg = replace(rc, steps=args.steps, query_batch=args.batch, query_every=every, query_pool=args.query_pool,
+                  query_noise=args.query_noise, final_steps=args.final_steps, refit=args.refit,
+                  vote_temperature=args.vote_temperature, denoise=args.denoise, boundary=args.boundary, seed=args.seed)
+    return recipe, tcfg, privacy, cfg
+
 def run_dpsd(args) -> dict:
     "Teachers, the DPSD loop, evaluation; write the models and samples into `args.out` (checked by `check_args`); return the report (`main` writes it, last)."
     from dpsd_nb.data import load_dataset
     from dpsd_nb.models import resolve_device
-    from dpsd_nb.teachers import TeacherConfig, get_teachers, save_atomic
+    from dpsd_nb.teachers import get_teachers, save_atomic
     from dpsd_nb.accountant import NEIGHBOUR_RELATION, privacy_unit
     from dpsd_nb.mechanisms import noise_note
-    from dpsd_nb.distill import DistillConfig, PrivacyConfig, ProgressCallback, check_together, spread_every
+    from dpsd_nb.distill import ProgressCallback, check_together
     from dpsd_nb.improve import fit_together, pair_configs
     from dpsd_nb.evaluate import evaluate, sample_grid, grid_picture, save_image_atomic
     t0 = time.time()
     device = resolve_device(args.device)
-    tcfg = TeacherConfig(teachers=args.teachers, epochs=args.teacher_epochs, seed=args.seed)
-    privacy = PrivacyConfig(args.mode, args.mechanism, args.k, args.epsilon, args.delta, args.queries, args.noise_seed)
-    every = args.query_every if args.query_every is not None else spread_every(args.steps, args.queries, args.batch)  # the budget spread over the run
-    cfg = DistillConfig(steps=args.steps, query_batch=args.batch, query_every=every, query_pool=args.query_pool,
-                        query_noise=args.query_noise, final_steps=args.final_steps, refit=args.refit,
-                        vote_temperature=args.vote_temperature, denoise=args.denoise, seed=args.seed)
+    recipe, tcfg, privacy, cfg = plan_dpsd(args)  # every flag left out: the recipe's
+    every = cfg.query_every
     cfgs = pair_configs(cfg, args.pairs)  # each asks batch // pairs
     mechanism = privacy.build(CLASSES)  # fail on bad privacy settings before loading or training anything
     check_together(privacy, cfg)
+    if not args.quiet: print(f"dpsd-nb: {recipe.describe()}", file=sys.stderr, flush=True)  # before anything trains
     out = prepare_out(args.out)
     data = load_dataset(args.dataset, args.root, args.download)
     teachers, _ = get_teachers(data, tcfg, device, args.cache, progress=not args.quiet)
@@ -193,7 +216,8 @@ def run_dpsd(args) -> dict:
               'delta': args.delta, 'neighbour_relation': NEIGHBOUR_RELATION, 'privacy_unit': privacy_unit(args.teachers),
               'noise': noise_note(args.noise_seed), 'queries': d.queries, **noise,
               'steps': d.step, 'batch': args.batch, 'query_every': every, 'query_pool': args.query_pool, 'pairs': args.pairs, 'refit': args.refit,
-              'vote_temperature': args.vote_temperature, 'denoise': args.denoise, **scores, 'seed': args.seed,
+              'vote_temperature': args.vote_temperature, 'denoise': args.denoise, 'boundary': args.boundary, 'teacher_epochs': args.teacher_epochs,
+              'recipe': {'dataset': recipe.dataset, 'epsilon': _json_number(recipe.epsilon), 'chosen': recipe.chosen, 'note': recipe.note}, **scores, 'seed': args.seed,
               'seconds': round(time.time() - t0, 1), 'device': str(device)}
     return report
 

@@ -28,7 +28,7 @@ from .pate_analysis import _release_order, calibrate_confident, pate_epsilon, re
 
 # %% auto 0
 __all__ = ['MODES', 'RELEASE_STREAM', 'PATE_THRESHOLD', 'PrivacyConfig', 'TeacherOracle', 'DistillConfig', 'check_together',
-           'spread_every', 'Callback', 'check_student', 'check_generator', 'balanced_pick', 'ema_warmup',
+           'spread_every', 'Callback', 'check_student', 'check_generator', 'check_mixes', 'balanced_pick', 'ema_warmup',
            'soft_vote_targets', 'cross_fit_prior', 'denoise_targets', 'soft_cross_entropy', 'mode_seeking', 'Distiller',
            'own_vote_chance', 'single_teacher_note', 'ProgressCallback', 'History', 'Checkpoint', 'ConfidentReport']
 
@@ -166,6 +166,7 @@ class DistillConfig:
     query_noise:float=0.3 # std of pixel noise added to generated images before they are queried
     recent:float=0.5 # share of each student batch drawn from the latest answers
     diversity:float=1.0 # weight of the generator's mode-seeking (diversity) loss
+    boundary:float=0. # share of every generator and query batch drawn between two classes (a 50/50 mix of their embeddings), the generator asked to make the student split its vote between them; needs a generator that mixes, `generator(z, y, y2, w)` (the package's `Generator`)
     final_steps:int=100 # free student updates on batches of released answers after the last step
     ema:float=0. # > 0: release a moving average of the student's weights, decay per iteration at most this
     vote_temperature:float=0. # > 0 (label mode, Gaussian votes): final-phase targets softmax(noisy votes / (this * sigma))
@@ -183,6 +184,8 @@ class DistillConfig:
         for name in ('query_noise', 'diversity'):
             if not getattr(self, name) >= 0: raise ValueError(f"{name}={getattr(self, name)!r}: must be >= 0")
         if not 0 <= self.recent <= 1: raise ValueError(f"recent={self.recent!r}: a share between 0 and 1")
+        if not (isinstance(self.boundary, (int, float)) and 0 <= self.boundary < 1):
+            raise ValueError(f"boundary={self.boundary!r}: the share of each batch drawn between two classes, in [0, 1) (0 turns it off)")
         if not 0 <= self.ema < 1: raise ValueError(f"ema={self.ema!r}: a decay in [0, 1) (0 turns the average off)")
         if not (isinstance(self.vote_temperature, (int, float)) and 0 <= self.vote_temperature < math.inf):
             raise ValueError(f"vote_temperature={self.vote_temperature!r}: a finite temperature >= 0, in units of sigma (0: one-hot labels)")
@@ -242,6 +245,19 @@ def check_generator(generator:nn.Module, info:DataInfo, latent:int):
     if tuple(x.shape) != (2, *info.shape):
         raise ValueError(f"generator(z, y) gives images of shape {tuple(x.shape)}: expected (2, *info.shape) = {(2, *info.shape)}")
     if x.abs().max() > 1: raise ValueError(f"generator(z, y) gives pixels up to {x.abs().max().item():.3g}: images must lie in [-1, 1] (end it with tanh)")
+
+def check_mixes(generator:nn.Module, info:DataInfo, latent:int):
+    "Raise a clear error unless `generator(z, y, y2, w)` draws between classes y and y2 (weights w), as `DistillConfig.boundary` asks."
+    dev, was = device_of(generator), generator.training
+    z, y = torch.randn(2, latent, generator=torch.Generator(dev).manual_seed(0), device=dev), torch.arange(2, device=dev) % info.num_classes
+    try:
+        generator.eval()  # the probe leaves no trace in batch-norm statistics
+        with torch.no_grad(): x = generator(z, y, (y + 1) % info.num_classes, torch.full((2,), 0.5, device=dev))
+    except Exception as e:
+        raise ValueError(f"boundary > 0 draws between two classes with generator(z, y, y2, w), which this generator refused "
+                         f"({type(e).__name__}: {e}); use the package's Generator(info, latent, conditional=True), or set DistillConfig(boundary=0)") from e
+    finally: generator.train(was)
+    if tuple(x.shape) != (2, *info.shape): raise ValueError(f"generator(z, y, y2, w) gives images of shape {tuple(x.shape)}: expected {(2, *info.shape)}")
 
 # %% ../nbs/05b_distiller.ipynb 27
 def balanced_pick(pred:torch.Tensor, # (N,) one predicted class per candidate, in the order drawn
@@ -344,6 +360,7 @@ class Distiller:
             self.student = (student_cnn(info) if student is None else student).to(self.device)
             self.generator = (Generator(info, cfg.latent, conditional=True) if generator is None else generator).to(self.device)
         check_student(self.student, info); check_generator(self.generator, info, cfg.latent)
+        if cfg.boundary: check_mixes(self.generator, info, cfg.latent)
         self.oracle.check_apart(student=self.student, generator=self.generator)  # nothing of a teacher may leave with them
         check_together(privacy, cfg)
         if self.oracle.members == 1 and not math.isinf(privacy.epsilon): warnings.warn(single_teacher_note(self.mechanism, privacy), stacklevel=2)
@@ -382,7 +399,7 @@ def _query(self:Distiller):
     with torch.no_grad():
         m = n * self.cfg.query_pool
         y = self._classes(m)
-        x = self.generator(self._noise(m, self.cfg.latent), y)
+        x = self.generator(self._noise(m, self.cfg.latent), y, *self._second_classes(y)[:2]) if self.cfg.boundary else self.generator(self._noise(m, self.cfg.latent), y)
         x = (x + self.cfg.query_noise * self._noise(*x.shape)).clamp(-1, 1)
         probs = self.student(x).softmax(1)
         if self.cfg.query_pool > 1:  # free: the choice reads only the student, which is DP
@@ -429,13 +446,28 @@ def _student_phase(self:Distiller):
     return loss
 
 @patch
+def _second_classes(self:Distiller, y):
+    "With `cfg.boundary`: a second class for every row of `y` (uniform among the others), the weight of y (0.5 on the last round(boundary * n) rows, else 1), and the number of pure rows."
+    n, C = len(y), self.info.num_classes
+    y2 = (y + torch.randint(1, C, (n,), generator=self.rng, device=self.device)) % C
+    pure = n - int(round(self.cfg.boundary * n))
+    w = torch.ones(n, device=self.device); w[pure:] = 0.5
+    return y2, w, pure
+
+@patch
 def _generator_phase(self:Distiller):
-    "One generator update through the student only: intended class, and diversity within a class."
+    "One generator update through the student only: intended class (with `boundary`, a share between two), and diversity within a class."
     self.generator.train(); self.student.eval().requires_grad_(False)
     y = self._classes(self.cfg.generator_batch)
     z = self._noise(len(y), self.cfg.latent)
-    x = self.generator(z, y)
-    fit, diverse = F.cross_entropy(self.student(x), y), mode_seeking(x, z, y)
+    if self.cfg.boundary:  # the student is asked to split its vote between y and y2 on the mixed rows: samples near its boundaries
+        y2, w, pure = self._second_classes(y)
+        x, C = self.generator(z, y, y2, w), self.info.num_classes
+        target = w[:, None] * F.one_hot(y, C).float() + (1 - w[:, None]) * F.one_hot(y2, C).float()
+        fit, diverse = soft_cross_entropy(self.student(x), target), mode_seeking(x[:pure], z[:pure], y[:pure])
+    else:
+        x = self.generator(z, y)
+        fit, diverse = F.cross_entropy(self.student(x), y), mode_seeking(x, z, y)
     loss = fit + self.cfg.diversity * diverse
     self.opt_g.zero_grad(); loss.backward(); self.opt_g.step()
     self.student.requires_grad_(True)
@@ -502,7 +534,7 @@ def fit(self:Distiller):
     return self._finish()
 
 
-# %% ../nbs/05b_distiller.ipynb 48
+# %% ../nbs/05b_distiller.ipynb 53
 def own_vote_chance(mechanism, # a label-mode mechanism (None is returned in data mode)
                     votes:int=1, # how many teachers vote for the class, every other candidate getting none
                     position:int|None=None, # the class's place among the candidates (ties go to the first); None: the average
@@ -530,7 +562,7 @@ def single_teacher_note(mechanism, privacy:PrivacyConfig) -> str:
             f"{privacy.epsilon:g} over {privacy.queries} queries is calibrated to what one teacher's vote always moves: {noise}. "
             "Teachers trained on disjoint parts of the private data (a list of modules) give M votes of signal under the same noise.")
 
-# %% ../nbs/05b_distiller.ipynb 51
+# %% ../nbs/05b_distiller.ipynb 56
 class ProgressCallback(Callback):
     "A tqdm bar over the steps, showing epsilon spent and queries answered."
     def before_fit(self, d): self.bar = tqdm(total=d.cfg.steps, initial=d.step, desc='DPSD', leave=False)
@@ -550,7 +582,7 @@ class History(Callback):
             row['test_accuracy'] = accuracy(d.student, self.test)
         self.rows.append(row)
 
-# %% ../nbs/05b_distiller.ipynb 53
+# %% ../nbs/05b_distiller.ipynb 58
 @patch
 def _pair_state(self:Distiller) -> dict:
     "This pair's own state: its step, student, generator, optimizers, random state and latest answers."
@@ -599,7 +631,7 @@ class Checkpoint(Callback):
         if d.step % self.every == 0: save_atomic(d.state_dict(), self.path)
     def after_fit(self, d): save_atomic(d.state_dict(), self.path)
 
-# %% ../nbs/05b_distiller.ipynb 61
+# %% ../nbs/05b_distiller.ipynb 66
 @dataclass
 class ConfidentReport:
     "Confident mode's epsilons side by side: the guarantee (every query asked, charged) and the data-dependent one (NOT private)."
@@ -616,7 +648,7 @@ class ConfidentReport:
         "The epsilon to publish: the answers', or with the release the answers' and the release's together."
         return self.epsilon if self.released is None else self.released.data_independent_total
 
-# %% ../nbs/05b_distiller.ipynb 62
+# %% ../nbs/05b_distiller.ipynb 67
 @patch
 def confident_report(self:Distiller,
                      release:bool=False, # also release the data-dependent epsilon with smooth-sensitivity noise (costs privacy; needs k = all classes)

@@ -4,13 +4,15 @@
 
 # %% ../nbs/05c_improve.ipynb 4
 from __future__ import annotations
-from dataclasses import replace
+import math
+from dataclasses import dataclass, replace
 
 from .data import DataInfo
+from .teachers import TeacherConfig
 from .distill import Distiller, DistillConfig, PrivacyConfig
 
 # %% auto 0
-__all__ = ['fit_together', 'pair_configs']
+__all__ = ['RECIPES', 'LIKE', 'fit_together', 'pair_configs', 'Recipe', 'dpsd_recipe']
 
 # %% ../nbs/05c_improve.ipynb 28
 def fit_together(info:DataInfo, # the data set's shape and classes
@@ -48,3 +50,80 @@ def pair_configs(cfg:DistillConfig, # the settings of one run
         raise ValueError(f"pairs={pairs}: choose 1 <= pairs <= query_batch ({cfg.query_batch}; --batch on the command line); "
                          f"each pair asks query_batch // pairs queries per step")
     return [replace(cfg, query_batch=cfg.query_batch // pairs, seed=cfg.seed + 1000 * i) for i in range(pairs)]
+
+# %% ../nbs/05c_improve.ipynb 31
+RECIPES = {  # (data set, epsilon): the settings that won, where they were chosen, rough seconds on one CPU thread of the bench machine (2 CPUs, load 1-3)
+    ('digits', 10.): dict(teachers=dict(teachers=20, epochs=100), queries=100, pairs=1,
+                          cfg=dict(steps=200, query_batch=10, vote_temperature=0.6, refit=True),
+                          chosen="softened votes + refit against the plain loop and five other knobs, 3 seeds, on the validation half "
+                                 "(0.41 ± 0.09 against 0.24 ± 0.07): python bench/improve.py, bench/results/improve-digits.json",
+                          seconds=dict(teachers=10, loop=30)),
+    ('digits', 1.): dict(teachers=dict(teachers=20, epochs=100), queries=100, pairs=1,
+                         cfg=dict(steps=200, query_batch=10, vote_temperature=0.6, refit=True),
+                         chosen="epsilon 10's entry, not measured at epsilon 1", seconds=dict(teachers=10, loop=30)),
+    ('digits', math.inf): dict(teachers=dict(teachers=20, epochs=100), queries=20000, pairs=1, cfg=dict(steps=300, query_noise=0.8),
+                               chosen="bench/utility.py's digits epsilon = inf row (settings chosen in earlier sessions on the whole test split)",
+                               seconds=dict(teachers=10, loop=60)),
+    ('mnist', 10.): dict(teachers=dict(teachers=250, epochs=20, width=16, hidden=64), queries=3000, pairs=2,
+                         cfg=dict(steps=300, query_every=6, refit=True, final_steps=600, vote_temperature=0.6, denoise=4),
+                         chosen="bench/utility.py's MNIST rows (SETUPS; chosen in earlier sessions on the whole test split, so optimistic)",
+                         seconds=dict(teachers=690, loop=1020)),
+    ('mnist', 1.): dict(teachers=dict(teachers=250, epochs=20, width=16, hidden=64), queries=200, pairs=2,
+                        cfg=dict(steps=300, query_every=6, refit=True, final_steps=600, vote_temperature=0.6, denoise=4),
+                        chosen="bench/utility.py's MNIST rows (SETUPS; chosen in earlier sessions on the whole test split, so optimistic)",
+                        seconds=dict(teachers=690, loop=1090)),
+    ('mnist', math.inf): dict(teachers=dict(teachers=1, epochs=6, batch_size=64, lr=3e-3, schedule='onecycle'), queries=20000, pairs=1,
+                              cfg=dict(steps=200, query_noise=0.8, student_steps=8, final_steps=0, ema=0.995, boundary=0.5),
+                              chosen="one teacher, no noise; the boundary share 0.5 against the bench's loop, 6 seeds, validation half "
+                                     "(0.926 ± 0.010 against 0.891 ± 0.056): bench/results/ceiling-mnist.md",
+                              seconds=dict(teachers=85, loop=250)),
+}
+LIKE = {'fashion_mnist': 'mnist', 'cifar10': 'mnist'}  # data sets without entries of their own borrow these
+
+def _duration(s:float) -> str: return f"{s:.0f} s" if s < 90 else f"{s / 60:.0f} min"
+
+@dataclass(frozen=True)
+class Recipe:
+    "The settings of a DPSD run for a data set and budget, where they were chosen and roughly how long they take (see `dpsd_recipe`)."
+    dataset:str # whose entry this is (a data set without one borrows a like one's)
+    epsilon:float # the entry's budget (the nearest tabulated one)
+    teachers:TeacherConfig
+    queries:int
+    cfg:DistillConfig # with `mode` or `mechanism` other than label/Gaussian, without vote softening and denoising
+    pairs:int
+    chosen:str # the comparison, split and command that chose it
+    seconds:dict # rough seconds on one CPU thread of the bench machine: teachers (none when cached), loop
+    note:str # what was borrowed or dropped, '' if nothing
+
+    def describe(self) -> str:
+        "One paragraph for a person about to run it."
+        t, c = self.teachers, self.cfg
+        knobs = ', '.join(k if v is True else f'{k} {v}' for k, v in (('refit', c.refit), ('vote temperature', c.vote_temperature), ('denoise', c.denoise),
+                                                 ('boundary', c.boundary), ('ema', c.ema)) if v)
+        return (f"recipe {self.dataset} at epsilon {self.epsilon:g}: {t.teachers} teachers x {t.epochs} epochs, {self.queries} queries, "
+                f"{c.steps} steps, {self.pairs} pair(s){', ' + knobs if knobs else ''}. Chosen: {self.chosen}. "
+                f"About {_duration(self.seconds['teachers'])} for the teachers (none if cached) and {_duration(self.seconds['loop'])} for the loop "
+                f"on one CPU thread of the bench machine{'; ' + self.note if self.note else ''}")
+
+# %% ../nbs/05c_improve.ipynb 32
+def dpsd_recipe(dataset:str, # a data set name of `load_dataset`
+                epsilon:float, # the target epsilon (math.inf: no noise)
+                mode:str='label', mechanism:str='gaussian', # knobs that need label mode with Gaussian votes are dropped otherwise
+                seed:int=0, # `DistillConfig.seed` and `TeacherConfig.seed`
+               ) -> Recipe:
+    "The table's settings for `dataset` at the tabulated budget nearest `epsilon` (in log scale; `inf` for no noise)."
+    if not epsilon > 0: raise ValueError(f"epsilon={epsilon!r}: a target epsilon > 0 (math.inf for no noise)")
+    name, notes = dataset, []
+    if (name, 10.) not in RECIPES:
+        if name not in LIKE: raise ValueError(f"dataset={dataset!r}: no recipe; known: {sorted({d for d, _ in RECIPES} | set(LIKE))}")
+        name = LIKE[dataset]; notes.append(f"no entry measured for {dataset}: {name}'s")
+    budgets = [e for d, e in RECIPES if d == name and math.isinf(e) == math.isinf(epsilon)]
+    eps = min(budgets, key=lambda e: 0 if math.isinf(e) else abs(math.log(epsilon / e)))
+    if eps != epsilon: notes.append(f"the entry for epsilon {eps:g}, the nearest to {epsilon:g}")
+    r = RECIPES[name, eps]
+    knobs = dict(r['cfg'])
+    if (mode, mechanism) != ('label', 'gaussian'):
+        dropped = [k for k in ('vote_temperature', 'denoise') if knobs.pop(k, 0)]
+        if dropped: notes.append(f"{' and '.join(dropped)} dropped: they need label mode with Gaussian votes")
+    return Recipe(name, eps, TeacherConfig(**r['teachers'], seed=seed), r['queries'], DistillConfig(**knobs, seed=seed), r['pairs'],
+                  r['chosen'], r['seconds'], '; '.join(notes))

@@ -334,10 +334,16 @@ class Generator(nn.Module):
             nn.Conv2d(2 * width, width, 3, padding=1), nn.BatchNorm2d(width), nn.LeakyReLU(0.2),
             nn.Conv2d(width, info.channels, 3, padding=1), nn.Tanh())
 
-    def forward(self, z, y=None):
+    def forward(self, z, y=None,
+                y2=None, # conditional only: second classes (B,), with weights w (B,) the class embedding is w E[y] + (1 - w) E[y2]
+                w=None): # the weight of y in [0, 1]; w = 1: exactly E[y] (a 50/50 mix draws between two classes)
         if self.conditional:
             if y is None: raise ValueError("a conditional generator needs the classes y to draw")
-            z = z * self.embed(y)
+            if y2 is None: z = z * self.embed(y)
+            else:
+                if w is None: raise ValueError("y2 without w: give the weight of y (B,) in [0, 1]")
+                z = z * (w[:, None] * self.embed(y) + (1 - w[:, None]) * self.embed(y2))
+        elif y2 is not None: raise ValueError("y2 is for a conditional generator: an unconditional one draws no classes")
         return self.body(self.fc(z).view(len(z), -1, *self.side))
 
     def sample(self, n:int, y=None, generator:torch.Generator|None=None):

@@ -154,10 +154,27 @@ def test_report_records_the_environment(tmp_path):
 
 
 def test_default_budget_is_spread_over_the_run(tmp_path):
-    "The default run asks its 100 queries in 10 batches of 10, every 20th of its 200 steps (the first at step 0)."
+    "The default run (digits' recipe) asks its 100 queries in 10 batches of 10, every 20th of its 200 steps (the first at step 0)."
     import dpsd_nb.cli as cli
     args = cli.check_args(cli._parser().parse_args(['run', '--out', str(tmp_path/'o')]))
-    assert (args.queries, args.batch, args.steps, args.query_every) == (100, 10, 200, None)
-    from dpsd_nb.distill import spread_every  # what run_dpsd uses when --query-every is left out
-    every = spread_every(args.steps, args.queries, args.batch)
-    assert every == 20 and len(range(0, args.steps, every)) * args.batch == args.queries
+    assert (args.queries, args.batch, args.steps, args.query_every) == (None, None, None, None)  # left out: the recipe's, filled by plan_dpsd
+    recipe, tcfg, privacy, cfg = cli.plan_dpsd(args)
+    assert (privacy.queries, cfg.query_batch, cfg.steps, cfg.query_every) == (100, 10, 200, 20)
+    assert len(range(0, cfg.steps, cfg.query_every)) * cfg.query_batch == privacy.queries
+
+
+def test_each_data_set_gets_its_own_recipe(tmp_path):
+    "MNIST's run takes MNIST's teachers (not digits' 20 x 100 epochs), and prints the recipe and its rough time before training."
+    import dpsd_nb.cli as cli
+    parse = lambda *a: cli.check_args(cli._parser().parse_args(['run', *a, '--out', str(tmp_path/'o')]))
+    recipe, tcfg, privacy, cfg = cli.plan_dpsd(parse('--dataset', 'mnist', '--download'))
+    assert (tcfg.teachers, tcfg.epochs, privacy.queries, cfg.denoise) == (250, 20, 3000, 4) and 'min for the teachers' in recipe.describe()
+    recipe, tcfg, privacy, cfg = cli.plan_dpsd(parse('--dataset', 'mnist', '--download', '--teachers', '50', '--no-refit', '--steps', '10'))
+    assert (tcfg.teachers, cfg.refit, cfg.steps, recipe.dataset) == (50, False, 10, 'mnist')  # flags given win over the recipe
+    done = dpsd_nb('run', '--steps', '2', '--queries', '20', '--teacher-epochs', '1', '--threads', '1', '--out', str(tmp_path/'r'),
+                   '--cache', str(tmp_path/'cache'))
+    assert done.returncode == 0, done.stderr
+    first = done.stderr.strip().splitlines()[0]
+    assert first.startswith('dpsd-nb: recipe digits at epsilon 10') and 'for the loop' in first, done.stderr
+    report = json.loads((tmp_path/'r'/'report.json').read_text())
+    assert report['recipe']['dataset'] == 'digits' and 'bench/improve.py' in report['recipe']['chosen'] and report['teacher_epochs'] == 1
