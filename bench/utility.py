@@ -15,11 +15,11 @@ composes them (their epsilons add up, at most).
     python bench/utility.py --dataset mnist --rows dpsgd --epsilons 1 --seeds 0 1 2   # one row, three seeds, the rest kept
     python bench/utility.py --dataset mnist --rows dpsgd --seeds 0 1 2 --jobs 3       # the DP-SGD runs in 3 processes at once
 
-MNIST is meant for a GPU (600 steps per DPSD row); on a CPU its private rows run 300 steps and its
-epsilon = infinity rows 100 by default (--steps to override), and the table says so. The epsilon =
-infinity rows use `inf_teachers` where a setup names them: without noise nothing favours an
-ensemble, and one strong teacher labels best. MNIST's private rows run two generator-student pairs on
-one budget (`fit_together`); they ask as many queries in all as one pair would.
+The DPSD rows run the recipe that `dpsd-nb run` takes its defaults from (`dpsd_nb.improve.dpsd_recipe`: teachers,
+queries, knobs, pairs per data set and budget), so the table measures what the command runs. On a GPU, MNIST's rows
+run 600 steps instead of the recipe's CPU steps (--steps to override either). MNIST's epsilon = infinity row uses one
+teacher (its recipe): without noise nothing favours an ensemble, and one strong teacher labels best. MNIST's private
+rows run two generator-student pairs on one budget (`fit_together`); they ask as many queries in all as one pair would.
 
 PATE (13_pate, `pate_student`) labels public images: its pool is the validation half of the test split (PATE_NOTE).
 """
@@ -31,16 +31,17 @@ import platform
 import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from dpsd_nb.data import load_dataset, validation_split
 from dpsd_nb.models import resolve_device
-from dpsd_nb.teachers import TeacherConfig, get_teachers
-from dpsd_nb.distill import DistillConfig, PrivacyConfig
+from dpsd_nb.teachers import get_teachers
+from dpsd_nb.distill import PrivacyConfig
 from dpsd_nb.models import accuracy
-from dpsd_nb.improve import fit_together, pair_configs
+from dpsd_nb.improve import fit_together, pair_configs, dpsd_recipe
 from dpsd_nb.evaluate import predicted_labels, sample_grid, grid_picture, save_image_atomic
 from dpsd_nb.dpsgd import train_dpsgd, dpsgd_recipe
 from dpsd_nb.accountant import NEIGHBOUR_RELATION, privacy_unit
@@ -48,16 +49,11 @@ from dpsd_nb.mechanisms import noise_note
 from dpsd_nb.pate_analysis import calibrate_confident
 from dpsd_nb.pate import pate_student
 
-SETUPS = {  # per data set: teachers, DPSD query budgets per epsilon, DP-SGD epochs
-    'digits': dict(teachers=TeacherConfig(teachers=20, epochs=100), queries={1.: 100, 10.: 100, math.inf: 20000},
-                   inf_cfg=dict(query_noise=0.8)),
-    'mnist': dict(teachers=TeacherConfig(teachers=250, epochs=20, width=16, hidden=64),
-                  inf_teachers=TeacherConfig(teachers=1, epochs=6, batch_size=64, lr=3e-3, schedule='onecycle'),
-                  queries={1.: 200, 10.: 3000, math.inf: 60000}, gpu_steps=600, cpu_steps=dict(private=300, inf=100),
-                  inf_cfg=dict(query_noise=0.8, student_steps=8, final_steps=0, ema=0.995),
-                  private_cfg=dict(query_every=6, refit=True, final_steps=600), label_cfg=dict(vote_temperature=0.6, denoise=4),
-                  pairs=2),  # private rows: two generator-student pairs on one budget (05_distill, "Several pairs, one budget")
-}
+EPSILONS = (1., 10., math.inf)
+SETUPS = {  # per data set: the DPSD recipes' teachers and budgets (dpsd_recipe, one table with the CLI), GPU steps
+    name: dict(teachers=dpsd_recipe(name, 10.).teachers, inf_teachers=dpsd_recipe(name, math.inf).teachers,
+               queries={e: dpsd_recipe(name, e).queries for e in EPSILONS}, **more)
+    for name, more in (('digits', {}), ('mnist', dict(gpu_steps=600)))}
 # PATE with public data, fixed by one rule before any run (no accuracy looked at): ask the first `queries` images of the public
 # pool (the DPSD rows' budget at that epsilon), T = 0.8 M and sigma1 / sigma2 = 150 / 40 (the paper's MNIST setting:
 # T = 200, sigma1 = 150, sigma2 = 40 for 250 teachers), sigma2 calibrated so that every query answered would reach the
@@ -122,7 +118,7 @@ def main():
     p.add_argument('--dataset', default='digits', choices=list(SETUPS))
     p.add_argument('--root', default=str(Path(__file__).resolve().parents[2]/'shared'/'data'))
     p.add_argument('--steps', type=int, default=None,
-                   help='DPSD loop iterations per row (default 300; MNIST: 600 on a GPU; on a CPU 300 with noise, 100 without)')
+                   help="DPSD loop iterations per row (default: the recipe's; MNIST on a GPU: 600)")
     p.add_argument('--device', default=None)
     p.add_argument('--seeds', type=int, nargs='+', default=[0], help='seeds of the private rows (initial weights; the noise is secret in any case): '
                    'with several, each row holds the mean and the spread')
@@ -135,8 +131,8 @@ def main():
     p.add_argument('--pate-self-train', type=int, default=0, help='PATE rows: refit the student this many times with the public images it '
                    'labels itself (pate_student self_train; the pool: the rest of the validation half); 0: the plain student '
                    '(bench/results/pate-semi-mnist.md measured 2 on MNIST)')
-    p.add_argument('--boundary', type=float, default=0., help='DPSD rows: DistillConfig(boundary=B), the share of each generator and query batch '
-                   'drawn between two classes (bench/results/ceiling-mnist.md measured 0.5 without noise); 0: the rows as before')
+    p.add_argument('--boundary', type=float, default=None, help='DPSD rows: DistillConfig(boundary=B), the share of each generator and query batch '
+                   "drawn between two classes (bench/results/ceiling-mnist.md measured 0.5 without noise); default: the recipe's")
     p.add_argument('--modes', nargs='+', default=['label', 'data'], choices=['label', 'data'],
                    help='the DPSD rows\' modes to run (default both); with one only, the other rows of an existing table are kept')
     p.add_argument('--jobs', type=int, default=1, help='DP-SGD runs (seeds, epsilons) at once, each in a process of one thread, '
@@ -148,13 +144,10 @@ def main():
         sys.exit(f"skipped: no MNIST under {args.root}")
     setup, delta = SETUPS[args.dataset], 1e-5
     note = ''
-    if args.steps is not None: steps = dict(private=args.steps, inf=args.steps)
-    elif device.type == 'cpu' and 'cpu_steps' in setup:
-        steps = setup['cpu_steps']
-        note = (f"NOTE: {args.dataset} on a CPU: {steps['private']} DPSD steps per private row and {steps['inf']} per "
-                f"epsilon = inf row instead of the {setup['gpu_steps']} meant for a GPU; the epsilon = inf rows are below "
-                f"what the full runs reach")
-    else: steps = dict.fromkeys(('private', 'inf'), setup.get('gpu_steps', 300) if device.type != 'cpu' else 300)
+    steps_of = lambda e: args.steps or (setup['gpu_steps'] if device.type != 'cpu' and 'gpu_steps' in setup else dpsd_recipe(args.dataset, e).cfg.steps)
+    steps = {f'{e:g}': steps_of(e) for e in EPSILONS}
+    if device.type == 'cpu' and 'gpu_steps' in setup and args.steps is None:
+        note = (f"NOTE: {args.dataset} on a CPU: the recipe's DPSD steps ({steps}) instead of the {setup['gpu_steps']} meant for a GPU")
     machine = (f"{platform.platform()}, {os.cpu_count()} CPUs, torch {torch.__version__} on {torch.get_num_threads()} threads, device {device}, "
                + (f"DP-SGD runs in {args.jobs} processes of one thread at once, " if args.jobs > 1 else '') +
                f"load average {os.getloadavg()[0]:.1f} at start")
@@ -165,7 +158,7 @@ def main():
     wanted = lambda eps: args.epsilons is None or any(math.isclose(eps, e) for e in args.epsilons)
     ensembles = {}  # DP-SGD alone needs no teachers: its table keeps the teachers rows it has
     for key in ('teachers', 'inf_teachers') if set(args.rows) != {'dpsgd'} else ():
-        if key in setup: ensembles[setup[key].teachers] = get_teachers(data, setup[key], device, progress=False)
+        if setup[key].teachers not in ensembles: ensembles[setup[key].teachers] = get_teachers(data, setup[key], device, progress=False)
     out = Path(args.out); out.mkdir(parents=True, exist_ok=True)
     valid, held_out = validation_split(data.test)  # accuracy: on the held-out half; valid_accuracy: on the other
     scores = lambda model: dict(accuracy=accuracy(model, held_out), valid_accuracy=accuracy(model, valid))
@@ -211,37 +204,30 @@ def main():
             for eps, q in setup['queries'].items():
                 if not wanted(eps): continue
                 t0 = time.time()
-                M = setup['inf_teachers' if math.isinf(eps) and 'inf_teachers' in setup else 'teachers'].teachers
-                # without noise: stronger pixel noise on the queries; on MNIST also no final replay over the whole
-                # buffer, then dominated by the early generator's queries (it lowered 0.953 to 0.94 after 400 steps),
-                # and the released student is the average of its weights (0.953 against 0.946 after 600 steps)
-                # with noise on MNIST: queries every 6th step (a better-trained generator asks the later ones), the released
-                # student refitted from scratch on every answer, in label mode to the softened noisy votes, denoised by students
-                # fitted on the other folds of the answers (see 05_distill)
-                knobs = setup.get('inf_cfg' if math.isinf(eps) else 'private_cfg', {})
-                if mode == 'label' and not math.isinf(eps): knobs = {**knobs, **setup.get('label_cfg', {})}  # soft vote targets
-                cfg = DistillConfig(steps=steps['inf' if math.isinf(eps) else 'private'], seed=seed, boundary=args.boundary, **knobs)
-                P = 1 if math.isinf(eps) else setup.get('pairs', 1)  # each pair asks query_batch / P; pair i has seed + 1000 i
+                rec = dpsd_recipe(args.dataset, eps, mode, steps=steps_of(eps))  # what dpsd-nb run does by default (`chosen`: where it was chosen)
+                M, q, P = rec.teachers.teachers, rec.queries, rec.pairs  # each pair asks query_batch / P; pair i has seed + 1000 i
+                cfg = replace(rec.cfg, seed=seed, **({'boundary': args.boundary} if args.boundary is not None else {}))
                 d = fit_together(data.info, ensembles[M][0], PrivacyConfig(mode, epsilon=eps, delta=delta, queries=q), pair_configs(cfg, P), device=device)
                 png = f"samples-{args.dataset}-{mode}-eps{eps:g}.png"
                 if seed == args.seeds[0]:  # the first seed's samples
                     save_image_atomic(grid_picture(sample_grid(d.generator, data.info, student=d.student, seed=seed), data.info,
                                                    f"{args.dataset}, {mode} mode, epsilon {d.epsilon:.2f}"), out/png)
-                runs.append(dict(seed=seed, target=eps, method=('DPSD' if P == 1 else f'DPSD, {P} pairs') + (f', boundary {args.boundary:g}' if args.boundary else ''), mode=mode, teachers=M, **scores(d.student),
+                runs.append(dict(seed=seed, target=eps, method=('DPSD' if P == 1 else f'DPSD, {P} pairs') + (f', boundary {cfg.boundary:g}' if cfg.boundary else ''), mode=mode, teachers=M, **scores(d.student),
                                  epsilon=d.epsilon, queries=d.queries, steps=d.step, pairs=P, seconds=time.time() - t0, samples=png))
                 print(runs[-1], flush=True); write(rows + aggregate(runs))
         for eps, q in setup['queries'].items() if 'confident' in args.rows else ():  # DPSD label mode through Confident-GNMax
             if math.isinf(eps) or not wanted(eps): continue
-            t0, M = time.time(), setup['teachers'].teachers
-            cfg = DistillConfig(steps=steps['private'], seed=seed, **setup.get('private_cfg', {}))  # hard answers: no vote softening
+            rec = dpsd_recipe(args.dataset, eps, 'label', 'confident', steps=steps_of(eps))  # hard answers: the recipe without vote softening
+            t0, M = time.time(), rec.teachers.teachers
+            cfg = replace(rec.cfg, seed=seed)
             privacy = PrivacyConfig('label', mechanism='confident', epsilon=eps, delta=delta, queries=q)
-            d = fit_together(data.info, ensembles[M][0], privacy, pair_configs(cfg, setup.get('pairs', 1)), device=device)
+            d = fit_together(data.info, ensembles[M][0], privacy, pair_configs(cfg, rec.pairs), device=device)
             rep = d.confident_report()  # the data-dependent epsilon of the votes seen: NOT private, not released
             runs.append(dict(seed=seed, target=eps, method='DPSD, Confident-GNMax', mode='label', teachers=M, **scores(d.student),
                              epsilon=d.epsilon, queries=d.queries, answered=rep.answered, threshold=d.mechanism.threshold,
                              sigma1=d.mechanism.sigma1, sigma2=d.mechanism.sigma2,
                              not_private=dict(epsilon_data_dependent=rep.not_private.epsilon, note=rep.not_private.privacy),
-                             steps=d.step, pairs=setup.get('pairs', 1), seconds=time.time() - t0, samples=None))
+                             steps=d.step, pairs=rec.pairs, seconds=time.time() - t0, samples=None))
             print(runs[-1], flush=True); write(rows + aggregate(runs))
         for eps in (1., 10.) if 'dpsgd' in args.rows else ():
             if not wanted(eps): continue

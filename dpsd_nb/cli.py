@@ -167,7 +167,7 @@ def plan_dpsd(args) -> tuple:
     "Fill every `run` flag left out from the recipe for the data set and epsilon (`dpsd_recipe`); return the recipe, `TeacherConfig`, `PrivacyConfig` and `DistillConfig` of the run."
     from dpsd_nb.distill import PrivacyConfig, spread_every
     from dpsd_nb.improve import dpsd_recipe, RECIPES
-    recipe = dpsd_recipe(args.dataset, args.epsilon, args.mode, args.mechanism, args.seed)
+    recipe = dpsd_recipe(args.dataset, args.epsilon, args.mode, args.mechanism, args.seed, args.steps)
     rc, entry = recipe.cfg, RECIPES[recipe.dataset, recipe.epsilon]['cfg']
     for name, value in (('teachers', recipe.teachers.teachers), ('teacher_epochs', recipe.teachers.epochs), ('queries', recipe.queries),
                         ('steps', rc.steps), ('batch', rc.query_batch), ('query_noise', rc.query_noise), ('pairs', recipe.pairs),
@@ -176,9 +176,9 @@ def plan_dpsd(args) -> tuple:
         if getattr(args, name) is None: setattr(args, name, value)
     tcfg = replace(recipe.teachers, teachers=args.teachers, epochs=args.teacher_epochs, seed=args.seed)
     privacy = PrivacyConfig(args.mode, args.mechanism, args.k, args.epsilon, args.delta, args.queries, args.noise_seed)
-    own = (args.queries, args.steps, args.batch) != (recipe.queries, rc.steps, rc.query_batch)  # then the recipe's spacing no longer fits
-    every = (args.query_every if args.query_every is not None else rc.query_every if 'query_every' in entry and not own
-             else spread_every(args.steps, args.queries, args.batch))  # the budget spread over the run
+    own = (args.queries, args.batch) != (recipe.queries, rc.query_batch) and 'query_every' not in entry  # the recipe's spread no longer fits
+    every = (args.query_every if args.query_every is not None else spread_every(args.steps, args.queries, args.batch) if own
+             else rc.query_every)  # the budget spread over the run
     cfg = replace(rc, steps=args.steps, query_batch=args.batch, query_every=every, query_pool=args.query_pool,
                   query_noise=args.query_noise, final_steps=args.final_steps, refit=args.refit,
                   vote_temperature=args.vote_temperature, denoise=args.denoise, boundary=args.boundary, seed=args.seed)
@@ -222,7 +222,7 @@ def run_dpsd(args) -> dict:
     return report
 
 
-# %% ../nbs/08_cli.ipynb 21
+# %% ../nbs/08_cli.ipynb 23
 def run_baseline(args) -> dict:
     "DP-SGD on the private data (its student into `args.out`), or DPSD without noise (with the query noise measured best then); same student, same report."
     if args.method == 'nonprivate':
@@ -257,7 +257,7 @@ def run_baseline(args) -> dict:
     return report
 
 
-# %% ../nbs/08_cli.ipynb 23
+# %% ../nbs/08_cli.ipynb 25
 def main(argv:list|None=None) -> int:
     "Entry point of the `dpsd-nb` command: every check that needs no torch first, then the job, a report on stdout."
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -277,6 +277,6 @@ def main(argv:list|None=None) -> int:
     print(json.dumps({k: _json_number(v) for k, v in report.items()}, indent=1))
     return 0
 
-# %% ../nbs/08_cli.ipynb 24
+# %% ../nbs/08_cli.ipynb 26
 #| eval: false
 if __name__ == '__main__': sys.exit(main())

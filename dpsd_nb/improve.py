@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 
 from .data import DataInfo
 from .teachers import TeacherConfig
-from .distill import Distiller, DistillConfig, PrivacyConfig
+from .distill import Distiller, DistillConfig, PrivacyConfig, spread_every
 
 # %% auto 0
 __all__ = ['RECIPES', 'LIKE', 'fit_together', 'pair_configs', 'Recipe', 'dpsd_recipe']
@@ -110,6 +110,7 @@ def dpsd_recipe(dataset:str, # a data set name of `load_dataset`
                 epsilon:float, # the target epsilon (math.inf: no noise)
                 mode:str='label', mechanism:str='gaussian', # knobs that need label mode with Gaussian votes are dropped otherwise
                 seed:int=0, # `DistillConfig.seed` and `TeacherConfig.seed`
+                steps:int|None=None, # the loop's iterations (default the table's); the queries are spread over them unless the table spaces them
                ) -> Recipe:
     "The table's settings for `dataset` at the tabulated budget nearest `epsilon` (in log scale; `inf` for no noise)."
     if not epsilon > 0: raise ValueError(f"epsilon={epsilon!r}: a target epsilon > 0 (math.inf for no noise)")
@@ -121,7 +122,9 @@ def dpsd_recipe(dataset:str, # a data set name of `load_dataset`
     eps = min(budgets, key=lambda e: 0 if math.isinf(e) else abs(math.log(epsilon / e)))
     if eps != epsilon: notes.append(f"the entry for epsilon {eps:g}, the nearest to {epsilon:g}")
     r = RECIPES[name, eps]
-    knobs = dict(r['cfg'])
+    knobs = {**r['cfg'], **({'steps': steps} if steps is not None else {})}
+    if 'query_every' not in knobs:  # the budget spread over the run, the first query step at step 0
+        knobs['query_every'] = spread_every(knobs.get('steps', DistillConfig.steps), r['queries'], knobs.get('query_batch', DistillConfig.query_batch))
     if (mode, mechanism) != ('label', 'gaussian'):
         dropped = [k for k in ('vote_temperature', 'denoise') if knobs.pop(k, 0)]
         if dropped: notes.append(f"{' and '.join(dropped)} dropped: they need label mode with Gaussian votes")
