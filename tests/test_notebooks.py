@@ -59,3 +59,12 @@ def test_no_stored_output_is_a_traceback(path):
     for i, c in enumerate(json.loads(path.read_text())['cells']):
         for o in c.get('outputs', []):
             assert not (o['output_type'] == 'stream' and 'Traceback' in ''.join(o.get('text', ''))), f"{path.name}, cell {i}: render it again"
+
+
+def test_dashboard_notebook_holds_with_torch_default_threads():
+    "07's checks hold as a plain Jupyter kernel runs them: torch's default thread count, not CI's OMP_NUM_THREADS=1 (its bit-for-bit check once failed there)."
+    import os, subprocess, sys
+    env = {k: v for k, v in os.environ.items() if k not in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS')}
+    done = subprocess.run([str(Path(sys.executable).parent/'nbdev_test'), '--path', str(ROOT/'nbs'/'07_dashboard.ipynb')],
+                          capture_output=True, text=True, timeout=900, env=env, cwd=ROOT)
+    assert done.returncode == 0 and 'Success' in done.stdout + done.stderr, (done.stdout + done.stderr)[-3000:]
