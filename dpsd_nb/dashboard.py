@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 import traceback
+from dataclasses import replace
 from html import escape
 
 from IPython.display import display
@@ -27,7 +28,8 @@ from .teachers import TeacherConfig, get_teachers, teacher_logits
 from .mechanisms import RandomizedResponse, GaussianData, explain, noise_generator, noise_note, project_simplex
 from .accountant import Accountant, epsilon_gaussian, privacy_unit
 from .evaluate import sample_grid, grid_picture
-from .distill import Callback, Distiller, DistillConfig, PrivacyConfig, spread_every
+from .distill import Callback, Distiller, PrivacyConfig, check_together, spread_every
+from .improve import dpsd_recipe
 from .models import accuracy
 
 
@@ -370,8 +372,10 @@ def make_distiller(self:Dashboard) -> Distiller:
     c = {n: w.value for n, w in self.controls.items()}
     privacy = self.privacy()
     privacy.build(self.data.info.num_classes)  # fail before training teachers
-    cfg = DistillConfig(steps=c['steps'], query_batch=c['query_batch'], seed=c['seed'],
-                        query_every=spread_every(c['steps'], c['queries'], c['query_batch']))  # the budget spread over the run, as `dpsd-nb run` does
+    recipe = dpsd_recipe(c['dataset'], privacy.epsilon, privacy.mode, privacy.mechanism)  # the knobs without a widget: the loop that won (05c_improve)
+    cfg = replace(recipe.cfg, steps=c['steps'], query_batch=c['query_batch'], seed=c['seed'],
+                  query_every=spread_every(c['steps'], c['queries'], c['query_batch']))  # the budget spread over the run, as `dpsd-nb run` does
+    check_together(privacy, cfg)
     self.status.value = self._status('training teachers (cached after the first time)')
     self.teachers, self.report = get_teachers(self.data, TeacherConfig(teachers=c['teachers'], epochs=self.teacher_epochs),
                                               self.device, progress=False)
