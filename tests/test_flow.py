@@ -1,6 +1,8 @@
 """The information flow, enforced: the teachers run only inside the oracle, in eval mode, without gradients,
 and only their votes reach what is released. Each check is shown to fail on a deliberately broken loop."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -12,6 +14,8 @@ from flowguard import FlowGuard
 
 SMALL = DistillConfig(steps=6, query_batch=20, student_steps=2, generator_batch=20, final_steps=5)
 PRIV = PrivacyConfig(epsilon=5., queries=100, k=3, noise_seed=0)  # reproducible noise: runs compared bit for bit
+CONFIGS = {'plain': SMALL,  # and the recipes' knobs: the boundary share (the generator's mixed draws), softened votes, refit
+           'boundary, softened, refit': replace(SMALL, boundary=0.5, vote_temperature=0.6, refit=True)}
 
 
 @pytest.fixture(scope='module')
@@ -32,23 +36,27 @@ def _members(teachers, wrap=lambda t: t):
     return [wrap(member(teachers, j)) for j in range(teachers.members)]
 
 
-def _run(data, teachers): return Distiller(data.info, teachers, PRIV, SMALL, device='cpu').fit()
+@pytest.fixture(params=list(CONFIGS))
+def cfg(request): return CONFIGS[request.param]
+
+
+def _run(data, teachers, cfg=SMALL): return Distiller(data.info, teachers, PRIV, cfg, device='cpu').fit()
 
 
 def _same(a, b): return all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
 
 
-def test_teachers_run_only_inside_the_oracle_without_gradients(digits):
+def test_teachers_run_only_inside_the_oracle_without_gradients(digits, cfg):
     data, teachers = digits
     guard = FlowGuard(teachers)
-    try: _run(data, teachers)
+    try: _run(data, teachers, cfg)
     finally: guard.close()
     assert guard.calls, 'the teachers were never queried'
     assert set(guard.calls) == {(False, False, True)}  # no grad, eval mode, inside the oracle
     assert all(p.grad is None for p in teachers.parameters())
 
 
-def test_the_guard_sees_a_teacher_called_outside_the_oracle(digits, monkeypatch):
+def test_the_guard_sees_a_teacher_called_outside_the_oracle(digits, monkeypatch, cfg):
     data, teachers = digits
     original = Distiller._query
     def peeking(self):  # a broken loop: it also runs the teachers itself, with gradients on
@@ -56,18 +64,18 @@ def test_the_guard_sees_a_teacher_called_outside_the_oracle(digits, monkeypatch)
         return original(self)
     monkeypatch.setattr(Distiller, '_query', peeking)
     guard = FlowGuard(teachers)
-    try: _run(data, teachers)
+    try: _run(data, teachers, cfg)
     finally: guard.close()
     assert (True, False, False) in set(guard.calls)
 
 
-def test_only_the_votes_reach_the_student_and_the_generator(digits):
+def test_only_the_votes_reach_the_student_and_the_generator(digits, cfg):
     data, teachers = digits
-    a, b = _run(data, _members(teachers)), _run(data, _members(teachers, Shifted))
+    a, b = _run(data, _members(teachers), cfg), _run(data, _members(teachers, Shifted), cfg)
     assert _same(a.student, b.student) and _same(a.generator, b.generator)
 
 
-def test_a_loop_that_reads_the_logits_is_told_apart(digits, monkeypatch):
+def test_a_loop_that_reads_the_logits_is_told_apart(digits, monkeypatch, cfg):
     data, teachers = digits
     original = TeacherOracle.answer
     def leaky(self, x, student_probs, mechanism, generator):  # a broken oracle: the logits' scale leaks into the answers
@@ -76,5 +84,5 @@ def test_a_loop_that_reads_the_logits_is_told_apart(digits, monkeypatch):
         answer.soft.mul_(1 + 1e-3 * scale)
         return answer
     monkeypatch.setattr(TeacherOracle, 'answer', leaky)
-    a, b = _run(data, _members(teachers)), _run(data, _members(teachers, Shifted))
+    a, b = _run(data, _members(teachers), cfg), _run(data, _members(teachers, Shifted), cfg)
     assert not (_same(a.student, b.student) and _same(a.generator, b.generator))
