@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from utility import ROW_OF, target_of  # noqa: E402  (the bench's own notion of a row's kind and target)
 
 
-def key(r: dict) -> tuple: return ROW_OF(r['method']), r.get('mode', ''), str(target_of(r)) if ROW_OF(r['method']) != 'teachers' else r.get('teachers')
+def key(r: dict) -> tuple: return ROW_OF(r['method']), r.get('mode', ''), float(target_of(r)) if ROW_OF(r['method']) != 'teachers' else r.get('teachers')
 
 
 def merge(table: Path, sources: list) -> dict:
@@ -25,12 +25,15 @@ def merge(table: Path, sources: list) -> dict:
     rows = list(report['rows'])
     for src in sources:
         other = json.loads(Path(src).read_text())
+        for field in ('dataset', 'delta'):
+            if other.get(field) != report.get(field): sys.exit(f"{src}: {field} {other.get(field)!r}, the table's is {report.get(field)!r}: not merged")
         for r in other['rows']:
             if ROW_OF(r['method']) == 'teachers': continue  # the teachers rows are the table's own
             r = {'machine': other['machine'], 'command': other['command'], **r}
             hit = [i for i, old in enumerate(rows) if key(old) == key(r)]
-            if hit: rows[hit[0]] = r
+            if hit: rows[hit[0]] = r  # in the old row's place; any other row of the same key goes
             else: rows.append(r)
+            rows = [old for i, old in enumerate(rows) if i not in hit[1:]]
         report.setdefault('merged', []).append(dict(source=str(src), command=other['command'], date=time.strftime('%Y-%m-%d')))
     report['rows'] = rows
     return report

@@ -19,7 +19,7 @@ from . import __version__
 
 # %% auto 0
 __all__ = ['RUN_FILES', 'TRAIN_RECORDS', 'CLASSES', 'write_report', 'check_out', 'prepare_out', 'check_args', 'plan_dpsd',
-           'run_dpsd', 'run_baseline', 'main']
+           'describe_run', 'run_dpsd', 'nonprivate_args', 'run_baseline', 'main']
 
 # %% ../nbs/08_cli.ipynb 7
 def _common(p):
@@ -66,7 +66,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument('--denoise', type=int, default=None,
                      help='multiply the final targets by the prior of students fitted on the other of this many folds (needs --vote-temperature; 0: off; default: the recipe)')
     run.add_argument('--boundary', type=float, default=None,
-                     help='share of every generator and query batch drawn between two classes, 0: off (default: the recipe)')
+                     help='share of every generator and query batch drawn between two classes, in [0, 1), 0: off (default: the recipe)')
+    run.add_argument('--ema', type=float, default=None,
+                     help="release a moving average of the student's weights with this decay in [0, 1), 0: off (default: the recipe)")
     run.add_argument('--cache', default=None, help='folder of cached teachers (default: $DPSD_NB_CACHE or ~/.cache/dpsd_nb)')
     base = sub.add_parser('baseline', help='the same student without DPSD: dpsgd (Opacus on the private data) or nonprivate (DPSD without noise)')
     base.add_argument('method', choices=['dpsgd', 'nonprivate'])
@@ -143,6 +145,8 @@ def check_args(args:argparse.Namespace) -> argparse.Namespace:
         if args.teachers is not None and not 1 <= args.teachers <= n:
             _refuse('--teachers', args.teachers, f"the number of teachers must be an integer in 1..{n} "
                     f"({args.dataset} has {n} private train records, and each teacher needs at least one)")
+        for flag, value in (('--boundary', args.boundary), ('--ema', args.ema)):
+            if value is not None and not 0 <= value < 1: _refuse(flag, value, 'a share in [0, 1) (0 turns it off)')
         if math.isinf(args.epsilon or 0) and args.noise_seed is not None:
             _refuse('--noise-seed', args.noise_seed, '--epsilon inf adds no noise to seed; leave --noise-seed out')
     elif args.method == 'nonprivate':
@@ -163,26 +167,46 @@ def _environment(args, argv) -> dict:
             'threads': torch.get_num_threads(), 'command': shlex.join(['dpsd-nb', *argv])}
 
 # %% ../nbs/08_cli.ipynb 19
+_KNOBS = (('teachers', '--teachers'), ('teacher_epochs', '--teacher-epochs'), ('queries', '--queries'), ('steps', '--steps'),
+          ('batch', '--batch'), ('query_noise', '--query-noise'), ('pairs', '--pairs'), ('final_steps', '--final-steps'),
+          ('refit', '--refit'), ('vote_temperature', '--vote-temperature'), ('denoise', '--denoise'), ('boundary', '--boundary'), ('ema', '--ema'))
+
 def plan_dpsd(args) -> tuple:
     "Fill every `run` flag left out from the recipe for the data set and epsilon (`dpsd_recipe`); return the recipe, `TeacherConfig`, `PrivacyConfig` and `DistillConfig` of the run."
     from dpsd_nb.distill import PrivacyConfig, spread_every
     from dpsd_nb.improve import dpsd_recipe, RECIPES
     recipe = dpsd_recipe(args.dataset, args.epsilon, args.mode, args.mechanism, args.seed, args.steps)
     rc, entry = recipe.cfg, RECIPES[recipe.dataset, recipe.epsilon]['cfg']
-    for name, value in (('teachers', recipe.teachers.teachers), ('teacher_epochs', recipe.teachers.epochs), ('queries', recipe.queries),
-                        ('steps', rc.steps), ('batch', rc.query_batch), ('query_noise', rc.query_noise), ('pairs', recipe.pairs),
-                        ('final_steps', rc.final_steps), ('refit', rc.refit), ('vote_temperature', rc.vote_temperature),
-                        ('denoise', rc.denoise), ('boundary', rc.boundary)):
-        if getattr(args, name) is None: setattr(args, name, value)
+    given = {name for name, _ in _KNOBS if getattr(args, name) is not None}
+    values = dict(teachers=recipe.teachers.teachers, teacher_epochs=recipe.teachers.epochs, queries=recipe.queries, steps=rc.steps,
+                  batch=rc.query_batch, query_noise=rc.query_noise, pairs=recipe.pairs, final_steps=rc.final_steps, refit=rc.refit,
+                  vote_temperature=rc.vote_temperature, denoise=rc.denoise, boundary=rc.boundary, ema=rc.ema)
+    for name, _ in _KNOBS:
+        if name not in given: setattr(args, name, values[name])
+    args.from_recipe = {flag: values[name] for name, flag in _KNOBS if name not in given}  # for messages and the report
     tcfg = replace(recipe.teachers, teachers=args.teachers, epochs=args.teacher_epochs, seed=args.seed)
     privacy = PrivacyConfig(args.mode, args.mechanism, args.k, args.epsilon, args.delta, args.queries, args.noise_seed)
-    own = (args.queries, args.batch) != (recipe.queries, rc.query_batch) and 'query_every' not in entry  # the recipe's spread no longer fits
-    every = (args.query_every if args.query_every is not None else spread_every(args.steps, args.queries, args.batch) if own
-             else rc.query_every)  # the budget spread over the run
-    cfg = replace(rc, steps=args.steps, query_batch=args.batch, query_every=every, query_pool=args.query_pool,
-                  query_noise=args.query_noise, final_steps=args.final_steps, refit=args.refit,
-                  vote_temperature=args.vote_temperature, denoise=args.denoise, boundary=args.boundary, seed=args.seed)
+    own = bool(given & {'queries', 'steps', 'batch'}) or 'query_every' not in entry  # the budget spread over the run as given
+    every = args.query_every if args.query_every is not None else spread_every(args.steps, args.queries, args.batch) if own else rc.query_every
+    try:
+        cfg = replace(rc, steps=args.steps, query_batch=args.batch, query_every=every, query_pool=args.query_pool,
+                      query_noise=args.query_noise, final_steps=args.final_steps, refit=args.refit, vote_temperature=args.vote_temperature,
+                      denoise=args.denoise, boundary=args.boundary, ema=args.ema, seed=args.seed)
+    except ValueError as e:
+        raise ValueError(f"{e} (flags you left out come from the recipe for {recipe.dataset} at epsilon {recipe.epsilon:g}: "
+                         + ', '.join(f'{f} {v}' for f, v in args.from_recipe.items()) + '; give the flag to change one, e.g. --no-refit)') from e
     return recipe, tcfg, privacy, cfg
+
+def describe_run(recipe, tcfg, privacy, cfg, pairs:int) -> str:
+    "What the run will do, the flags given over the recipe, and roughly how long (the recipe's time scaled by teacher epochs and loop steps x pairs)."
+    r = recipe
+    secs_t = r.seconds['teachers'] * tcfg.epochs / r.teachers.epochs  # every record is seen `epochs` times, however many teachers
+    secs_l = r.seconds['loop'] * (cfg.steps * pairs) / (r.cfg.steps * r.pairs)
+    dur = lambda s: f"{s:.0f} s" if s < 90 else f"{s / 60:.0f} min"
+    return (f"run: {tcfg.teachers} teachers x {tcfg.epochs} epochs, {privacy.queries} queries at epsilon {privacy.epsilon:g}, {cfg.steps} steps "
+            f"(a query step every {cfg.query_every}), {pairs} pair(s), refit {cfg.refit}, vote temperature {cfg.vote_temperature:g}, "
+            f"denoise {cfg.denoise}, boundary {cfg.boundary:g}, ema {cfg.ema:g}; roughly {dur(secs_t)} for the teachers (none if cached) "
+            f"and {dur(secs_l)} for the loop on one CPU thread of the bench machine")
 
 def run_dpsd(args) -> dict:
     "Teachers, the DPSD loop, evaluation; write the models and samples into `args.out` (checked by `check_args`); return the report (`main` writes it, last)."
@@ -201,7 +225,8 @@ def run_dpsd(args) -> dict:
     cfgs = pair_configs(cfg, args.pairs)  # each asks batch // pairs
     mechanism = privacy.build(CLASSES)  # fail on bad privacy settings before loading or training anything
     check_together(privacy, cfg)
-    if not args.quiet: print(f"dpsd-nb: {recipe.describe()}", file=sys.stderr, flush=True)  # before anything trains
+    if not args.quiet:  # before anything trains: the recipe, and the run as the flags made it
+        print(f"dpsd-nb: {recipe.describe()}\ndpsd-nb: {describe_run(recipe, tcfg, privacy, cfg, args.pairs)}", file=sys.stderr, flush=True)
     out = prepare_out(args.out)
     data = load_dataset(args.dataset, args.root, args.download)
     teachers, _ = get_teachers(data, tcfg, device, args.cache, progress=not args.quiet)
@@ -217,20 +242,23 @@ def run_dpsd(args) -> dict:
               'noise': noise_note(args.noise_seed), 'queries': d.queries, **noise,
               'steps': d.step, 'batch': args.batch, 'query_every': every, 'query_pool': args.query_pool, 'pairs': args.pairs, 'refit': args.refit,
               'vote_temperature': args.vote_temperature, 'denoise': args.denoise, 'boundary': args.boundary, 'teacher_epochs': args.teacher_epochs,
-              'recipe': {'dataset': recipe.dataset, 'epsilon': _json_number(recipe.epsilon), 'chosen': recipe.chosen, 'note': recipe.note}, **scores, 'seed': args.seed,
+              'ema': args.ema, 'recipe': {'dataset': recipe.dataset, 'epsilon': _json_number(recipe.epsilon), 'chosen': recipe.chosen, 'note': recipe.note,
+                         'from_recipe': args.from_recipe, 'selection': "the recipe's settings were chosen by accuracy in earlier runs on the "
+                         "package's benchmark data sets; when this run's private data is one of them, that tuning is not accounted for in epsilon "
+                         "(Papernot & Steinke 2022)"}, **scores, 'seed': args.seed,
               'seconds': round(time.time() - t0, 1), 'device': str(device)}
     return report
 
 
 # %% ../nbs/08_cli.ipynb 23
+def nonprivate_args(args) -> argparse.Namespace:
+    "`args` of `baseline nonprivate` as a `run` without noise: every knob from the noise-free recipe of the data set."
+    return argparse.Namespace(**{**vars(args), 'command': 'run', 'epsilon': math.inf, 'mode': 'label', 'mechanism': 'gaussian', 'k': None,
+                                 'query_every': None, 'query_pool': 1, 'cache': None, **{name: None for name, _ in _KNOBS}})
+
 def run_baseline(args) -> dict:
-    "DP-SGD on the private data (its student into `args.out`), or DPSD without noise (with the query noise measured best then); same student, same report."
-    if args.method == 'nonprivate':
-        args = argparse.Namespace(**{**vars(args), 'epsilon': math.inf, 'mode': 'label', 'mechanism': 'gaussian',
-                                     'teachers': 20, 'teacher_epochs': 100, 'k': None, 'queries': 20000,
-                                     'steps': 200, 'batch': 100, 'query_noise': 0.8, 'query_every': 1, 'query_pool': 1, 'pairs': 1,
-                                     'final_steps': 100, 'refit': False, 'vote_temperature': 0., 'denoise': 0, 'cache': None})
-        return run_dpsd(args) | {'method': 'nonprivate'}
+    "DP-SGD on the private data (its student into `args.out`), or DPSD without noise (the recipe's noise-free loop for the data set); same student, same report."
+    if args.method == 'nonprivate': return run_dpsd(nonprivate_args(args)) | {'method': 'nonprivate'}
     from dpsd_nb.data import load_dataset
     from dpsd_nb.models import accuracy, resolve_device
     from dpsd_nb.teachers import save_atomic
@@ -257,7 +285,7 @@ def run_baseline(args) -> dict:
     return report
 
 
-# %% ../nbs/08_cli.ipynb 25
+# %% ../nbs/08_cli.ipynb 26
 def main(argv:list|None=None) -> int:
     "Entry point of the `dpsd-nb` command: every check that needs no torch first, then the job, a report on stdout."
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -277,6 +305,6 @@ def main(argv:list|None=None) -> int:
     print(json.dumps({k: _json_number(v) for k, v in report.items()}, indent=1))
     return 0
 
-# %% ../nbs/08_cli.ipynb 26
+# %% ../nbs/08_cli.ipynb 27
 #| eval: false
 if __name__ == '__main__': sys.exit(main())
