@@ -199,10 +199,10 @@ def plan_dpsd(args) -> tuple:
 
 def describe_run(recipe, tcfg, privacy, cfg, pairs:int) -> str:
     "What the run will do, the flags given over the recipe, and roughly how long (the recipe's time scaled by teacher epochs and loop steps x pairs)."
+    from dpsd_nb.improve import _duration as dur  # the recipe's own wording of a time
     r = recipe
     secs_t = r.seconds['teachers'] * tcfg.epochs / r.teachers.epochs  # every record is seen `epochs` times, however many teachers
     secs_l = r.seconds['loop'] * (cfg.steps * pairs) / (r.cfg.steps * r.pairs)
-    dur = lambda s: f"{s:.0f} s" if s < 90 else f"{s / 60:.0f} min"
     return (f"run: {tcfg.teachers} teachers x {tcfg.epochs} epochs, {privacy.queries} queries at epsilon {privacy.epsilon:g}, {cfg.steps} steps "
             f"(a query step every {cfg.query_every}), {pairs} pair(s), refit {cfg.refit}, vote temperature {cfg.vote_temperature:g}, "
             f"denoise {cfg.denoise}, boundary {cfg.boundary:g}, ema {cfg.ema:g}; roughly {dur(secs_t)} for the teachers (none if cached) "

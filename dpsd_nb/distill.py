@@ -399,7 +399,8 @@ def _query(self:Distiller):
     with torch.no_grad():
         m = n * self.cfg.query_pool
         y = self._classes(m)
-        x = self.generator(self._noise(m, self.cfg.latent), y, *self._second_classes(y)[:2]) if self.cfg.boundary else self.generator(self._noise(m, self.cfg.latent), y)
+        z = self._noise(m, self.cfg.latent)
+        x = self.generator(z, y, *self._second_classes(y)[:2]) if self.cfg.boundary else self.generator(z, y)
         x = (x + self.cfg.query_noise * self._noise(*x.shape)).clamp(-1, 1)
         probs = self.student(x).softmax(1)
         if self.cfg.query_pool > 1:  # free: the choice reads only the student, which is DP
