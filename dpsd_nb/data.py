@@ -16,7 +16,8 @@ import torch
 from torch.utils.data import TensorDataset
 
 # %% auto 0
-__all__ = ['DATASETS', 'DataInfo', 'Data', 'default_root', 'load_dataset', 'validation_split', 'partition']
+__all__ = ['DATASETS', 'REPOSITORY', 'DataInfo', 'Data', 'default_root', 'load_dataset', 'results_folder', 'validation_split',
+           'partition']
 
 # %% ../nbs/00_data.ipynb 7
 @dataclass(frozen=True)
@@ -123,6 +124,21 @@ def load_dataset(name:str='digits', # one of `DATASETS`
     return _torchvision(key, Path(root) if root is not None else default_root(), download)
 
 # %% ../nbs/00_data.ipynb 28
+REPOSITORY = 'https://github.com/dpsd-nb/dpsd-nb'
+
+def results_folder(local:Path=Path('../bench/results'), # from nbs/, where Jupyter and nbdev_test run the notebooks
+                   clone:Path=Path(tempfile.gettempdir())/'dpsd-nb', # where a copy of the repository goes if there is none
+                  ) -> Path:
+    "The benchmark's results folder: the repository's, or, where a notebook was opened alone (Colab), a shallow clone's."
+    if Path(local).exists(): return Path(local)
+    if not Path(clone).exists():
+        import subprocess
+        done = subprocess.run(['git', 'clone', '-q', '--depth', '1', REPOSITORY, str(clone)], capture_output=True, text=True)
+        if done.returncode: raise FileNotFoundError(f"no {local} here and cloning {REPOSITORY} failed ({done.stderr.strip()}): "
+                                                    f"open the notebook in a clone of the repository")
+    return Path(clone)/'bench'/'results'
+
+# %% ../nbs/00_data.ipynb 31
 def validation_split(test:TensorDataset, # the test split
                      seed:int=0, # seed of the cut
                     ) -> tuple[TensorDataset, TensorDataset]:
@@ -130,7 +146,7 @@ def validation_split(test:TensorDataset, # the test split
     order = torch.randperm(len(test), generator=torch.Generator().manual_seed(seed))
     return tuple(TensorDataset(*(t[idx.sort().values] for t in test.tensors)) for idx in torch.tensor_split(order, 2))
 
-# %% ../nbs/00_data.ipynb 31
+# %% ../nbs/00_data.ipynb 34
 def partition(train:TensorDataset|int, # the private split to cut, or its number of records
               M:int, # number of disjoint parts (one per teacher)
               seed:int=0, # seed of the shuffle of positions
