@@ -36,7 +36,7 @@ from .models import accuracy
 # %% auto 0
 __all__ = ['PRIVACY_KNOBS', 'PRESETS', 'privacy_summary', 'Dashboard', 'setup_colab']
 
-# %% ../nbs/07_dashboard.ipynb 7
+# %% ../nbs/07_dashboard.ipynb 8
 def _controls(dataset='digits', mode='label', mechanism='gaussian', teachers=20, k=10, epsilon=10., delta=1e-5,
               queries=100, query_batch=10, steps=100, seed=0, eval_every=10) -> dict:
     "The dashboard's control widgets, by name (`epsilon=math.inf` ticks 'no noise'; the slider then rests at 10)."
@@ -61,7 +61,7 @@ def _controls(dataset='digits', mode='label', mechanism='gaussian', teachers=20,
 PRIVACY_KNOBS = ('dataset', 'mode', 'mechanism', 'teachers', 'k', 'no_noise', 'epsilon', 'delta', 'queries')
 PRESETS = {'no noise': math.inf, 'epsilon 10': 10., 'epsilon 1': 1.}  # the target epsilon each preset sets, and nothing else
 
-# %% ../nbs/07_dashboard.ipynb 9
+# %% ../nbs/07_dashboard.ipynb 10
 def privacy_summary(privacy:PrivacyConfig, # the privacy knobs
                     classes:int, # classes of the data set
                     teachers:int, # number of teachers M
@@ -84,7 +84,7 @@ def privacy_summary(privacy:PrivacyConfig, # the privacy knobs
     if privacy.noise_seed is not None: html += f"<br><b style='color:#b00020'>{escape(noise_note(privacy.noise_seed))}</b>"
     return mech, html
 
-# %% ../nbs/07_dashboard.ipynb 15
+# %% ../nbs/07_dashboard.ipynb 16
 def _png(pic:Image.Image) -> bytes:
     "PNG bytes of `pic` (a `grid_picture`), for an `ipywidgets.Image`."
     buf = io.BytesIO(); pic.save(buf, format='PNG', compress_level=1)
@@ -101,7 +101,7 @@ def _by_label(x:torch.Tensor, # (N, C, H, W) images in [0, 1]
         cells[c, :len(xc)] = xc
     return make_grid(cells.flatten(0, 1), nrow=per_row, padding=1, pad_value=1.)
 
-# %% ../nbs/07_dashboard.ipynb 17
+# %% ../nbs/07_dashboard.ipynb 18
 _EPS_TITLE = 'privacy spent: epsilon at delta'
 
 def _figures(widget:bool=True) -> dict:
@@ -120,7 +120,7 @@ def _figures(widget:bool=True) -> dict:
                             barmode='group', legend=dict(orientation='h', y=-0.25), **size))
     return {'epsilon': eps, 'accuracy': acc, 'noise': noise}
 
-# %% ../nbs/07_dashboard.ipynb 20
+# %% ../nbs/07_dashboard.ipynb 21
 _COLORS = ('#636efa', '#ef553b', '#00cc96')  # plotly's first colours, for traces without their own
 
 def _color(t, i:int) -> str: return (t.marker.color if t.type == 'bar' else t.line.color) or _COLORS[i % len(_COLORS)]
@@ -145,7 +145,7 @@ def _trace_svg(t, i:int, nbars:int, sx, sy, band:float) -> str:
     dots = ''.join(f'<circle cx="{p[0]:.1f}" cy="{p[1]:.1f}" r="3" fill="{color}"/>' for p in pts if p and 'markers' in (t.mode or ''))
     return f'<path class="trace" d="{d}" stroke="{color}" stroke-width="2" fill="none"{dash}/>{dots}'
 
-# %% ../nbs/07_dashboard.ipynb 21
+# %% ../nbs/07_dashboard.ipynb 22
 def _svg(fig:go.Figure) -> str:
     "HTML: the figure's line traces (or bar traces) as an SVG with its title, axes and legend; no JavaScript."
     L, txt = fig.layout, lambda t: escape(t.text or '')
@@ -177,7 +177,7 @@ def _svg(fig:go.Figure) -> str:
     svg = f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="11">{"".join(out)}</svg>'
     return f'<div class="dpsd-chart" style="width:{w}px">{svg}<div style="font-size:12px">{legend}</div></div>'
 
-# %% ../nbs/07_dashboard.ipynb 24
+# %% ../nbs/07_dashboard.ipynb 25
 class Dashboard(Callback):
     "Widgets, a privacy readout, three live figures and two sample grids around one DPSD run (a `Callback` of `Distiller`)."
     order = 5
@@ -223,7 +223,7 @@ class Dashboard(Callback):
         self.preset.observe(lambda change: change.new is None or self.apply_preset(change.new), 'value')
         self._sync_preset(); self.update_privacy()
 
-# %% ../nbs/07_dashboard.ipynb 26
+# %% ../nbs/07_dashboard.ipynb 27
 @patch
 def _fail(self:Dashboard, msg:str, detail:str=''):
     "Show an error in the dashboard."
@@ -257,7 +257,7 @@ def update_privacy(self:Dashboard):
     except ValueError as e: self._fail(str(e)); self.privacy_html.value = ''; return
     self.privacy_html.value = html
 
-# %% ../nbs/07_dashboard.ipynb 28
+# %% ../nbs/07_dashboard.ipynb 29
 @patch
 def apply_preset(self:Dashboard, name:str):
     "Set the epsilon knobs to preset `name` (see `PRESETS`); every other knob stays as it is."
@@ -274,7 +274,7 @@ def _sync_preset(self:Dashboard):
     self.preset.value = next((n for n, e in PRESETS.items() if math.isclose(e, eps)), None)
     c['epsilon'].disabled = self.running or c['no_noise'].value
 
-# %% ../nbs/07_dashboard.ipynb 37
+# %% ../nbs/07_dashboard.ipynb 38
 @patch
 def before_fit(self:Dashboard, d):
     d.stop = d.stop or self._stopping  # Stop pressed while the teachers were loading
@@ -322,7 +322,7 @@ def after_fit(self:Dashboard, d):
     else: self.acc.append(last)
     self.draw()
 
-# %% ../nbs/07_dashboard.ipynb 39
+# %% ../nbs/07_dashboard.ipynb 40
 _NOISE_AXIS = {'GaussianLabels': 'teacher votes', 'RandomizedResponse': 'plurality label (one-hot)', 'GaussianData': 'soft label'}
 
 @patch
@@ -364,7 +364,7 @@ def draw(self:Dashboard):
     self._drawn, self.draws = time.monotonic(), self.draws + 1
     self._pause = max(self.every, (self._drawn - start) / self.share)
 
-# %% ../nbs/07_dashboard.ipynb 41
+# %% ../nbs/07_dashboard.ipynb 42
 @patch
 def make_distiller(self:Dashboard) -> Distiller:
     "A `Distiller` for the current knobs with this dashboard attached (raises on bad knobs)."
@@ -392,7 +392,7 @@ def _work(self:Dashboard):
         self._set_running(False)
         self.status.value = self._status(state)
 
-# %% ../nbs/07_dashboard.ipynb 43
+# %% ../nbs/07_dashboard.ipynb 44
 @patch
 def _set_running(self:Dashboard, running:bool):
     self.running = running
@@ -414,7 +414,7 @@ def run(self:Dashboard, block:bool=False):
     self.thread = threading.Thread(target=self._work, name='dpsd-dashboard', daemon=True)
     self.thread.start()
 
-# %% ../nbs/07_dashboard.ipynb 45
+# %% ../nbs/07_dashboard.ipynb 46
 @patch
 def toggle_pause(self:Dashboard):
     "Pause at the next step boundary, or resume."
@@ -443,7 +443,7 @@ def reset(self:Dashboard):
     self.update_privacy()
     self.status.value = self._status('ready')
 
-# %% ../nbs/07_dashboard.ipynb 47
+# %% ../nbs/07_dashboard.ipynb 48
 _SAMPLES_NOTE = ("<b>samples</b>: the generator is trained only to make the teachers agree and the student learn from "
                  "their answers, not to draw realistic images, so its samples often look like textures. The label at the "
                  "left of each row is the class the generator was asked for (a green frame: the student agrees, red: it "
@@ -467,7 +467,7 @@ def widget(self:Dashboard) -> W.Widget:
 @patch
 def _ipython_display_(self:Dashboard): display(self.widget())
 
-# %% ../nbs/07_dashboard.ipynb 50
+# %% ../nbs/07_dashboard.ipynb 51
 def setup_colab() -> bool:
     "Enable Colab's custom widget manager when running in Colab; return whether it did."
     try: from google.colab import output
