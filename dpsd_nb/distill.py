@@ -649,6 +649,17 @@ class ConfidentReport:
         "The epsilon to publish: the answers', or with the release the answers' and the release's together."
         return self.epsilon if self.released is None else self.released.data_independent_total
 
+    def labelled(self) -> str:
+        "One number to publish and the others labelled, as a results table should carry them."
+        lines = [f"publish: epsilon = {self.guarantee:.3f} at delta = {self.delta:g} ({self.neighbour_relation}): the guarantee, every query "
+                 f"asked charged{' and the data-dependent release added' if self.released is not None else ''}"]
+        if self.released is not None:
+            lines.append(f"released, DP but not a guarantee: the data-dependent reading {self.released.epsilon:.3f} (noisy: it may even exceed the guarantee)")
+        if self.not_private is not None:
+            lines.append(f"NOT private, not to publish: the exact data-dependent epsilon {self.not_private.epsilon:.3f} of the votes seen")
+        return '\n'.join(lines)
+
+
 # %% ../nbs/05b_distiller.ipynb 67
 @patch
 def confident_report(self:Distiller,

@@ -20,69 +20,43 @@ broken variant of the package:
     modules inside a `Distiller`'s oracle, with the run's own calibrated mechanism; broken variant: a third of its
     sigma (a tenth of the draws: the teachers run on every copy of the query).
 
+The audit code (the broken variants, the neighbours, the worst query, the Clopper-Pearson bounds and the audits
+themselves) is the library module `dpsd_nb.audit`, taught in nbs/04c_audit.ipynb; this file holds the fixtures and tests.
+
 Power: with a million answers per side, the statistical audits (b) detect a true epsilon of about 1.6 times the
 claim or more (the calibrated Gaussian gives about 0.6 against its claim of 1; randomized response is tight). A
 sensitivity understated by sqrt(2) is caught by the structural audits (a), which check the sensitivity directly.
 """
 import math
+from contextlib import nullcontext
 
 import numpy as np
 import pytest
 import torch
-from scipy import stats
 from torch.utils.data import TensorDataset
 
 import dpsd_nb.teachers as teachers_module
-from dpsd_nb.data import Data, load_dataset
+from dpsd_nb.audit import (DELTA, DRAWS, ORACLE_DRAWS, LOW_BIT_DRAWS, AUDIT_SEED, AUDIT_TEACHERS, AUDIT_PRIOR, stratified_teachers,
+                           replaced, members_that_differ, random_queries, clean_scores, worst_query, audit_mechanism, audit_oracle,
+                           claimed, calibrated, float32_noise, float64_noise, adding_noise_with, zero_to_one, low_bit_delta)
+from dpsd_nb.data import load_dataset
 from dpsd_nb.models import member
-from dpsd_nb.teachers import TeacherConfig, train_teachers, teacher_logits
-import dpsd_nb.mechanisms as mechanisms
-from dpsd_nb.mechanisms import GaussianData, GaussianLabels, RandomizedResponse, explain, noise_generator
-from dpsd_nb.accountant import Accountant, calibrate
+from dpsd_nb.teachers import train_teachers, teacher_logits
+from dpsd_nb.mechanisms import GaussianData, GaussianLabels, RandomizedResponse, noise_generator
 from dpsd_nb.distill import Distiller, DistillConfig, PrivacyConfig
 from dpsd_nb.dpsgd import train_dpsgd
 
 torch.set_num_threads(1)
 pytestmark = pytest.mark.filterwarnings('ignore::UserWarning')
-CFG = TeacherConfig(teachers=10, epochs=10, width=8, hidden=32)
-DELTA, ALPHA = 1e-5, 1e-3  # the bounds hold with confidence 1 - ALPHA (one-sided, per direction)
-DRAWS = 1_000_000  # released answers per data set and audit (half to pick the threshold, half to bound)
-AUDIT_SEED = 4242  # reproducible noise: an audit is a test, and its draws must not change between runs
-
-
-def stratified(train, M, seed=0):
-    "The partition as it was before the fix (class-stratified): the broken variant."
-    labels = train.tensors[1]
-    g = torch.Generator().manual_seed(seed)
-    parts, offset = [[] for _ in range(M)], 0
-    for c in range(int(labels.max()) + 1):
-        idx = torch.nonzero(labels == c).flatten()
-        idx = idx[torch.randperm(len(idx), generator=g)]
-        for j, chunk in enumerate(torch.tensor_split(idx, M)): parts[(j + offset) % M].append(chunk)
-        offset += len(idx) % M
-    return [torch.cat(p).sort().values for p in parts]
-
-
-def replaced(data, i, kind):
-    "`data` with record `i` replaced: a new label, a new image (the negative), or both."
-    x, y = (t.clone() for t in data.train.tensors)
-    if kind in ('label', 'both'): y[i] = (y[i] + 5) % 10
-    if kind in ('image', 'both'): x[i] = -x[i]
-    return Data(TensorDataset(x, y), data.test, data.info)
+CFG = AUDIT_TEACHERS  # ten small teachers on the digits
+# from dpsd_nb.audit: DELTA = 1e-5, and every Clopper-Pearson bound holds with confidence 1 - ALPHA = 1 - 1e-3 (one-sided, per direction);
+# DRAWS = 1,000,000 released answers per data set and audit (half to pick the threshold, half to bound); AUDIT_SEED: reproducible noise
 
 
 def train(data, broken=False):
-    if not broken: return train_teachers(data, CFG, 'cpu', progress=False)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(teachers_module, 'partition', stratified)
+    "The audit's teachers on `data`; `broken`: cut with the class-stratified partition of before the fix."
+    with stratified_teachers() if broken else nullcontext():
         return train_teachers(data, CFG, 'cpu', progress=False)
-
-
-def members_that_differ(a, b):
-    "Indices of the teachers whose trained weights differ at all between the two ensembles."
-    differ = torch.zeros(a.members, dtype=torch.bool)
-    for pa, pb in zip(a.parameters(), b.parameters()): differ |= (pa != pb).flatten(1).any(1)
-    return differ.nonzero().flatten().tolist()
 
 
 @pytest.fixture(scope='module')
@@ -94,13 +68,7 @@ def base(digits): return train(digits)
 @pytest.fixture(scope='module')
 def queries():
     "Random images in [-1, 1]: the teachers disagree on them, which is where one teacher can move an answer."
-    return torch.rand(4000, 1, 8, 8, generator=torch.Generator().manual_seed(1)) * 2 - 1
-
-PROBS = torch.linspace(1, 0, 10).softmax(0)  # a fixed student prior: candidates are the classes in order
-
-
-def clean_scores(mech, logits, probs=PROBS):
-    return explain(mech, logits, probs.expand(logits.shape[1], 10), torch.Generator()).clean
+    return random_queries(4000)
 
 
 # ---------- (a) structural ----------
@@ -127,56 +95,9 @@ def test_structural_audit_fails_on_the_stratified_partition(digits, queries):
 
 
 # ---------- (b) statistical ----------
-def cp_upper(k, n): return 1. if k >= n else float(stats.beta.ppf(1 - ALPHA, k + 1, n - k))
-def cp_lower(k, n): return 0. if k <= 0 else float(stats.beta.ppf(ALPHA, k, n - k + 1))
-
-def epsilon_bound(pos, neg, threshold):
-    "Clopper-Pearson lower bound on epsilon of the test 'score > threshold' (positives from D, negatives from D')."
-    tpr, fpr = cp_lower(int((pos > threshold).sum()), len(pos)), cp_upper(int((neg > threshold).sum()), len(neg))
-    return math.log((tpr - DELTA) / fpr) if tpr > DELTA else 0.
-
-def empirical_epsilon(s_d, s_d2):
-    "Lower bound on epsilon from scores of answers on D and D': threshold picked on the first half, bound on the second."
-    best = 0.
-    for pos, neg in ((s_d, s_d2), (-s_d2, -s_d)):  # both directions of the test
-        half = len(pos) // 2
-        levels = np.unique(neg[:half]) if len(np.unique(neg[:half])) < 50 else np.quantile(neg[:half], 1 - np.geomspace(2e-5, 0.5, 60))
-        t = max(levels, key=lambda t: epsilon_bound(pos[:half], neg[:half], t))
-        best = max(best, epsilon_bound(pos[half:], neg[half:], t))
-    return best
-
-def released(mech, logits, probs, seed):
-    "DRAWS answers of `mech` to one query with the given teacher logits (M, 1, C): the released scores or labels."
-    out = mech.answer(logits.expand(-1, DRAWS, -1), probs.expand(DRAWS, 10), noise_generator(noise_seed=seed))
-    return out.labels.numpy() if isinstance(mech, RandomizedResponse) else out.noisy
-
 def audit(mech, a, b, worst):
     "Empirical epsilon of one answer of `mech` at the query and student prior `worst`, teacher logits `a` (on D) against `b` (on D')."
-    q, probs = worst
-    la, lb = a[:, q:q + 1], b[:, q:q + 1]
-    runs = ((la, AUDIT_SEED), (lb, AUDIT_SEED + 1))
-    if isinstance(mech, RandomizedResponse):  # the test: 'the answer is D's plurality'
-        top = int(clean_scores(mech, la, probs).argmax())
-        return empirical_epsilon(*((released(mech, l, probs, s) == top).astype(float) for l, s in runs))
-    u = clean_scores(mech, la, probs)[0] - clean_scores(mech, lb, probs)[0]
-    u = u / u.norm()  # the direction in which the two clean answers differ
-    return empirical_epsilon(*((released(mech, l, probs, s) @ u).numpy() for l, s in runs))
-
-def worst_query(mech, a, b):
-    "The query (and student prior) whose clean answer moves most between D and D'; for randomized response one whose plurality flips."
-    if isinstance(mech, GaussianData):  # the prior half way between the changed teacher's two answers: its two vectors point apart
-        pa, pb = a.softmax(-1), b.softmax(-1)
-        move = (pa - pb).norm(dim=-1)  # (M, N)
-        j, q = divmod(int(move.argmax()), move.shape[1])
-        return q, (pa[j, q] + pb[j, q]) / 2
-    ca, cb = clean_scores(mech, a), clean_scores(mech, b)
-    if isinstance(mech, RandomizedResponse):
-        flips = (ca.argmax(1) != cb.argmax(1)).nonzero().flatten()
-        assert len(flips), 'no query flips the plurality: the audit would be vacuous'
-        return int(flips[0]), PROBS
-    return int((ca - cb).norm(dim=1).argmax()), PROBS
-
-def claimed(mech): return Accountant(DELTA).epsilon_if(mech.events(1))
+    return audit_mechanism(mech, a, b, worst, draws=DRAWS, seed=AUDIT_SEED)
 
 @pytest.fixture(scope='module')
 def neighbours(digits, base, queries):
@@ -186,8 +107,6 @@ def neighbours(digits, base, queries):
 @pytest.fixture(scope='module')
 def broken_neighbours(digits, queries):
     return tuple(teacher_logits(train(d, broken=True), queries) for d in (digits, replaced(digits, 0, 'both')))
-
-def calibrated(cls): return calibrate(cls(eps0=1., k=10) if cls is RandomizedResponse else cls(sigma=1., k=10), 1., DELTA, 1)
 
 @pytest.mark.parametrize('cls', [GaussianLabels, RandomizedResponse, GaussianData])
 def test_audit_stays_below_the_claim(neighbours, cls):
@@ -337,8 +256,8 @@ def test_dpsgd_batches_are_secret(digits, monkeypatch):
 
 
 # ---------- (b) again, through the entry point: the same teachers as a list of single modules ----------
-ENTRY_DRAWS = 100_000  # the oracle runs the ten teachers on every copy of the query (about 2 s per 100k): a tenth of DRAWS
-ENTRY_BROKEN = 3  # so the broken variant answers with a third of the sigma: at this size its bound is 1.83 against the claim
+ENTRY_DRAWS = ORACLE_DRAWS  # = 100,000: the oracle runs the ten teachers on every copy of the query (about 2 s per 100k): a tenth of DRAWS
+ENTRY_BROKEN = 3  # so the broken variant answers with a third of the sigma: at this size its bound is 1.80 against the claim
                   # of 1 (half the sigma gives 0.96-1.15 here, too close to call; with DRAWS it is caught above)
 
 @pytest.fixture(scope='module')
@@ -359,75 +278,46 @@ def worst_for_the_runs(neighbours, neighbour_runs, queries):
         assert torch.equal(noiseless, clean_scores(mech, logits[:, q:q + 1], probs))
     return worst
 
-def oracle_audit(mech, runs, queries, a, b, worst):
+def oracle_audit(mech, runs, queries, worst):
     "Empirical epsilon of one answer of `mech` drawn ENTRY_DRAWS times through the two runs' oracles (on D, on D') at `worst`."
     q, probs = worst
-    x = queries[q:q + 1].expand(ENTRY_DRAWS, -1, -1, -1)
-    u = clean_scores(mech, a[:, q:q + 1], probs)[0] - clean_scores(mech, b[:, q:q + 1], probs)[0]
-    u = u / u.norm()  # the direction in which the two clean answers differ
-    answers = (run.oracle.answer(x, probs.expand(ENTRY_DRAWS, 10), mech, noise_generator(noise_seed=s)).noisy
-               for run, s in zip(runs, (AUDIT_SEED, AUDIT_SEED + 1)))
-    return empirical_epsilon(*((n @ u).numpy() for n in answers))
+    return audit_oracle(mech, [run.oracle for run in runs], queries[q:q + 1], probs, draws=ENTRY_DRAWS, seed=AUDIT_SEED)
 
 def test_audit_through_the_entry_point_stays_below_the_claim(neighbours, neighbour_runs, queries, worst_for_the_runs):
     mech = neighbour_runs[0].mechanism
-    eps = oracle_audit(mech, neighbour_runs, queries, *neighbours, worst_for_the_runs)
+    eps = oracle_audit(mech, neighbour_runs, queries, worst_for_the_runs)
     assert eps <= claimed(mech), (eps, claimed(mech))
 
 def test_audit_through_the_entry_point_exceeds_the_claim_with_less_noise(neighbours, neighbour_runs, queries, worst_for_the_runs):
     mech = neighbour_runs[0].mechanism
     broken = GaussianLabels(sigma=mech.sigma / ENTRY_BROKEN, k=10)  # the oracle answers with less noise, the run claims the calibrated epsilon
-    eps = oracle_audit(broken, neighbour_runs, queries, *neighbours, worst_for_the_runs)
+    eps = oracle_audit(broken, neighbour_runs, queries, worst_for_the_runs)
     assert eps > claimed(mech), (eps, claimed(mech))
 
 
 # ---------- (d) exact noise: no floating-point grid tells neighbouring counts apart ----------
-LOW_BIT_DRAWS = 200_000  # answers per data set; the float32 sampler shows the event in about 1 of 50
-
-def low_bit_events(noisy):
-    "How many noisy counts lie in [-1, -0.5) at an odd multiple of the last bit there (2^-24 in float32, 2^-53 in float64): Mironov's event."
-    ulp = torch.finfo(noisy.dtype).eps / 2  # the spacing of floats in [0.5, 1)
-    x = noisy.double()
-    return int(((x >= -1) & (x < -.5) & ((x / ulp) % 2 == 1)).sum())  # x / ulp is exact: an integer below 2^53
-
-def float32_noise(counts, sigma, g):
-    "The sampler before the fix, the broken variant: float32 Gaussian noise added to the counts."
-    return counts + sigma * torch.randn(counts.shape, generator=g, dtype=counts.dtype, device=counts.device)
-
-def float64_noise(counts, sigma, g):
-    "A second broken variant: the same in float64 (the counts cast up)."
-    return counts.double() + sigma * torch.randn(counts.shape, generator=g, dtype=torch.float64, device=counts.device)
-
 @pytest.fixture(scope='module')
 def zero_against_one(neighbours, neighbour_runs):
     "A query and candidate whose clean count is 0 on one data set and 1 on the other, and the oracles ordered (count 0, count 1)."
-    mech, (a, b) = neighbour_runs[0].mechanism, neighbours
-    ca, cb = clean_scores(mech, a), clean_scores(mech, b)
-    for first, second, runs in ((ca, cb, neighbour_runs), (cb, ca, neighbour_runs[::-1])):
-        hits = ((first == 0) & (second == 1)).nonzero()
-        if len(hits): return int(hits[0, 0]), int(hits[0, 1]), runs
-    pytest.fail('no candidate count moves from 0 to 1 between the neighbours: the low-bit audit would be vacuous')
+    q, c, flipped = zero_to_one(neighbour_runs[0].mechanism, *neighbours)  # raises if none: the low-bit audit would be vacuous
+    return q, c, [run.oracle for run in (neighbour_runs[::-1] if flipped else neighbour_runs)]
 
-def low_bit_delta(mech, runs, queries, q, c):
+def low_bits(mech, oracles, queries, q, c):
     "Clopper-Pearson lower bound on delta (at the run's epsilon) from the low-bit event on candidate c, count 0 against count 1."
-    x, probs = queries[q:q + 1].expand(LOW_BIT_DRAWS, -1, -1, -1), PROBS.expand(LOW_BIT_DRAWS, 10)
-    k0, k1 = (low_bit_events(run.oracle.answer(x, probs, mech, noise_generator(noise_seed=s)).noisy[:, c])
-              for run, s in zip(runs, (AUDIT_SEED, AUDIT_SEED + 1)))
-    return cp_lower(k0, LOW_BIT_DRAWS) - math.exp(claimed(mech)) * cp_upper(k1, LOW_BIT_DRAWS), (k0, k1)
+    return low_bit_delta(mech, oracles, queries[q:q + 1], AUDIT_PRIOR, c, draws=LOW_BIT_DRAWS, seed=AUDIT_SEED)
 
 def test_noisy_counts_have_no_low_bits_that_tell_neighbours_apart(neighbour_runs, queries, zero_against_one):
-    mech, (q, c, runs) = neighbour_runs[0].mechanism, zero_against_one
-    delta, events = low_bit_delta(mech, runs, queries, q, c)
+    mech, (q, c, oracles) = neighbour_runs[0].mechanism, zero_against_one
+    delta, events = low_bits(mech, oracles, queries, q, c)
     assert events == (0, 0) and delta <= DELTA, (events, delta)
-    for run in runs:  # every released count an integer, every data-mode score a multiple of 2^-10, on both data sets
-        x, probs = queries[q:q + 1].expand(1000, -1, -1, -1), PROBS.expand(1000, 10)
-        labels = run.oracle.answer(x, probs, mech, noise_generator(noise_seed=1)).noisy
-        data = run.oracle.answer(x, probs, GaussianData(mech.sigma, 10), noise_generator(noise_seed=1)).noisy * 2**10
+    for oracle in oracles:  # every released count an integer, every data-mode score a multiple of 2^-10, on both data sets
+        x, probs = queries[q:q + 1].expand(1000, -1, -1, -1), AUDIT_PRIOR.expand(1000, 10)
+        labels = oracle.answer(x, probs, mech, noise_generator(noise_seed=1)).noisy
+        data = oracle.answer(x, probs, GaussianData(mech.sigma, 10), noise_generator(noise_seed=1)).noisy * 2**10
         assert torch.equal(labels, labels.round()) and torch.equal(data, data.round())
 
 @pytest.mark.parametrize('sampler', [float32_noise, float64_noise])
-def test_low_bit_audit_catches_the_float_samplers(neighbour_runs, queries, zero_against_one, monkeypatch, sampler):
-    monkeypatch.setattr(mechanisms, '_add_noise', sampler)
-    mech, (q, c, runs) = neighbour_runs[0].mechanism, zero_against_one
-    delta, events = low_bit_delta(mech, runs, queries, q, c)
+def test_low_bit_audit_catches_the_float_samplers(neighbour_runs, queries, zero_against_one, sampler):
+    mech, (q, c, oracles) = neighbour_runs[0].mechanism, zero_against_one
+    with adding_noise_with(sampler): delta, events = low_bits(mech, oracles, queries, q, c)
     assert events[0] > 0 and events[1] == 0 and delta > DELTA, (events, delta)

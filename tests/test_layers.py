@@ -8,7 +8,7 @@ import pytest
 
 from conftest import ROOT
 
-LAYERS = ['data', 'models', 'teachers', 'mechanisms', 'accountant', 'pate_analysis', 'distill', 'improve', 'evaluate', 'dpsgd',
+LAYERS = ['data', 'models', 'teachers', 'mechanisms', 'accountant', 'pate_analysis', 'audit', 'distill', 'improve', 'evaluate', 'dpsgd',
           'dashboard', 'cli', 'results', 'pate', 'readme']  # bottom first; readme (README from the index) imports nothing
 PEERS = {frozenset({'dashboard', 'cli'}), frozenset({'evaluate', 'dpsgd'})}  # side by side: neither may import the other
 LAZY = {'cli'}  # the command imports torch and the package inside its functions, so that --help answers at once
