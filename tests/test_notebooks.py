@@ -80,7 +80,7 @@ def _output_texts(path):
 
 
 MACHINE_PATHS = ('/work/', '/home/', 'site-packages', str(ROOT))
-STORED_PENDING = {'09_tutorial_digits'}  # its progress-bar dump goes with its re-render (issue 33)
+STORED_PENDING = set()  # notebooks whose re-render is still due (none now)
 
 
 @pytest.mark.parametrize('path', [p for p in RENDER.teaching_notebooks() if p.stem not in STORED_PENDING], ids=lambda p: p.stem)
