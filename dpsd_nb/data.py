@@ -126,17 +126,25 @@ def load_dataset(name:str='digits', # one of `DATASETS`
 # %% ../nbs/00_data.ipynb 28
 REPOSITORY = 'https://github.com/dpsd-nb/dpsd-nb'
 
-def results_folder(local:Path=Path('../bench/results'), # from nbs/, where Jupyter and nbdev_test run the notebooks
+def results_folder(local:Path|None=None, # the folder to read; None: the repository's `bench/results` (beside `nbs/` or this package's clone)
                    clone:Path=Path(tempfile.gettempdir())/'dpsd-nb', # where a copy of the repository goes if there is none
                   ) -> Path:
     "The benchmark's results folder: the repository's, or, where a notebook was opened alone (Colab), a shallow clone's."
-    if Path(local).exists(): return Path(local)
-    if not Path(clone).exists():
-        import subprocess
+    import dpsd_nb  # where the package lives: in a clone (an editable install) its bench/results is beside it
+    candidates = [Path(local)] if local is not None else [Path('../bench/results'), Path(dpsd_nb.__file__).resolve().parents[1]/'bench'/'results']
+    for c in candidates:
+        if c.is_dir(): return c
+    found = Path(clone)/'bench'/'results'
+    if not found.is_dir():  # none yet, or an interrupted clone: clone afresh
+        import shutil, subprocess
+        if Path(clone).exists():
+            if not (Path(clone)/'.git').is_dir(): raise FileExistsError(f"clone={clone}: exists and is not a clone of {REPOSITORY}; remove it or name another folder")
+            shutil.rmtree(clone)  # an earlier clone without the results: start again
         done = subprocess.run(['git', 'clone', '-q', '--depth', '1', REPOSITORY, str(clone)], capture_output=True, text=True)
-        if done.returncode: raise FileNotFoundError(f"no {local} here and cloning {REPOSITORY} failed ({done.stderr.strip()}): "
-                                                    f"open the notebook in a clone of the repository")
-    return Path(clone)/'bench'/'results'
+        if done.returncode or not found.is_dir():
+            raise FileNotFoundError(f"no {candidates[0]} here and cloning {REPOSITORY} into {clone} failed ({done.stderr.strip() or 'no bench/results in it'}): "
+                                    f"open the notebook in a clone of the repository")
+    return found
 
 # %% ../nbs/00_data.ipynb 31
 def validation_split(test:TensorDataset, # the test split

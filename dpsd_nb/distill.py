@@ -547,10 +547,12 @@ def own_vote_chance(mechanism, # a label-mode mechanism (None is returned in dat
     if isinstance(votes, bool) or not isinstance(votes, int) or votes < 1: raise ValueError(f"votes={votes!r}: the number of teachers voting for the class, an integer >= 1")
     if mechanism.sigma == 0 or mechanism.k == 1: return 1.
     s, k = mechanism.sigma, mechanism.k
-    z = torch.arange(-int(40 * s + 40) - votes, int(40 * s + 40) + 1)
-    p = discrete_gaussian_pmf(s, z); F = p.cumsum(0)  # the class's noise z; F[i] = Pr[Z <= z[i]]
-    before, after = F[votes - 1:-1], F[votes:]  # at each z: Pr[an earlier candidate's noise < z + votes], a later one's <= z + votes
-    chance = lambda a: (p[:-votes] * before ** a * after ** (k - 1 - a)).sum().item()
+    L = int(40 * s + 40)  # beyond +-L the noise has no mass a float can hold
+    z = torch.arange(-L, L + 1)
+    p = discrete_gaussian_pmf(s, z)  # the class's noise Z = z
+    F = torch.cat([p.cumsum(0), torch.ones(votes, dtype=p.dtype)])  # F[i] = Pr[Z' <= z[i]] for another's noise Z', 1 beyond the grid
+    before, after = F[votes - 1:votes - 1 + len(z)], F[votes:votes + len(z)]  # Pr[an earlier candidate's noise < z + votes], a later one's <= z + votes
+    chance = lambda a: (p * before ** a * after ** (k - 1 - a)).sum().item()
     return chance(position) if position is not None else sum(map(chance, range(k))) / k
 
 def single_teacher_note(mechanism, privacy:PrivacyConfig) -> str:
@@ -654,9 +656,11 @@ class ConfidentReport:
         lines = [f"publish: epsilon = {self.guarantee:.3f} at delta = {self.delta:g} ({self.neighbour_relation}): the guarantee, every query "
                  f"asked charged{' and the data-dependent release added' if self.released is not None else ''}"]
         if self.released is not None:
-            lines.append(f"released, DP but not a guarantee: the data-dependent reading {self.released.epsilon:.3f} (noisy: it may even exceed the guarantee)")
+            lines.append(f"released, DP but not a guarantee: the data-dependent reading {self.released.epsilon:.3f} (noisy, it may even exceed the guarantee; "
+                         f"its noise is floating-point, which no exact-sampling proof covers)")
         if self.not_private is not None:
-            lines.append(f"NOT private, not to publish: the exact data-dependent epsilon {self.not_private.epsilon:.3f} of the votes seen")
+            lines.append(f"NOT private, not to publish: the data-dependent epsilon {self.not_private.epsilon:.3f} of the votes seen "
+                         f"(one-sided, on the student's top-k candidates' counts)")
         return '\n'.join(lines)
 
 

@@ -67,9 +67,11 @@ def results_table(res:dict) -> Markdown:
               'epsilon': 'epsilon achieved'}
     lines = ['| ' + ' | '.join(titles.get(h, h) for h in head) + ' |', '|' + ' --- |' * len(head)]
     lines += ['| ' + ' | '.join(cell_text(r, h) for h in head) + ' |' for r in res['rows']]
-    lines += ['', f"*Privacy unit:* {res['privacy_unit'].rstrip('.')}; delta = {res['delta']:g}. {res['teachers']} teachers, "
+    lines += ['', f"*Privacy unit:* {res['privacy_unit'].rstrip('.')}; delta = {res['delta']:g}. {res['teachers']} teachers in the private rows (a row's own `teachers` field where it differs), "
               f"{steps_text(res['steps'])}, seed {res['seed']}.", '',
               *([f"*Noise:* {res['noise']}. *Selection:* {res['selection']}.", ''] if 'selection' in res else []),
+              *([f"*Note:* {res['note']}", ''] if res.get('note') else []),
+              *([f"*Composition:* {res['composition']}.", ''] if res.get('composition') else []),
               *made_by(res)]
     return Markdown('\n'.join(lines))
 

@@ -257,7 +257,7 @@ def test_dpsgd_batches_are_secret(digits, monkeypatch):
 
 # ---------- (b) again, through the entry point: the same teachers as a list of single modules ----------
 ENTRY_DRAWS = ORACLE_DRAWS  # = 100,000: the oracle runs the ten teachers on every copy of the query (about 2 s per 100k): a tenth of DRAWS
-ENTRY_BROKEN = 3  # so the broken variant answers with a third of the sigma: at this size its bound is 1.80 against the claim
+ENTRY_BROKEN = 3  # so the broken variant answers with a third of the sigma: at this size its bound is well above the claim
                   # of 1 (half the sigma gives 0.96-1.15 here, too close to call; with DRAWS it is caught above)
 
 @pytest.fixture(scope='module')

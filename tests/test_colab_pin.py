@@ -37,6 +37,8 @@ def test_the_pinned_commit_holds_this_package():
     commit, = {c for nb in NOTEBOOKS for c in pin_colab.pins(nb)}
     exists = subprocess.run(['git', '-C', str(ROOT), 'cat-file', '-e', f'{commit}^{{commit}}'], capture_output=True).returncode == 0
     assert exists, f"the pinned commit {commit} is not in this repository's history"
+    on_main = subprocess.run(['git', '-C', str(ROOT), 'merge-base', '--is-ancestor', commit, 'HEAD'], capture_output=True).returncode == 0
+    assert on_main, f"the pinned commit {commit} is not an ancestor of HEAD: a Colab install could not fetch it from the published branch"
     assert same_package(commit), f"the package changed since {commit[:12]}: commit it, then python tools/pin_colab.py"
 
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 from fastcore.test import test_eq as check_eq, test_fail as check_fails
 
+import dpsd_nb.data as data_module
 from dpsd_nb.data import results_folder
 from dpsd_nb.evaluate import save_image_atomic
 import dpsd_nb.results as results
@@ -45,8 +46,18 @@ def test_load_results(fixture, toy):
     check_eq(toy['rows'][-1]['epsilon'], 10.52)
     check_fails(lambda: load_results('mnist', fixture), contains='python bench/utility.py --dataset mnist')
     check_fails(lambda: load_results('broken', fixture), contains='missing machine')
-    check_eq(results_folder(fixture), fixture)  # the repository's folder when there is one
-    check_eq(results_folder(fixture/'none', clone=fixture), fixture/'bench'/'results')  # an earlier clone is reused
+    check_eq(results_folder(fixture), fixture)  # the folder asked for, when it is there
+
+
+def test_results_folder_clones_once_and_says_what_failed(tmp_path, monkeypatch):
+    earlier = tmp_path/'earlier'
+    (earlier/'bench'/'results').mkdir(parents=True)
+    check_eq(results_folder(tmp_path/'none', clone=earlier), earlier/'bench'/'results')  # an earlier clone is reused, nothing fetched
+    monkeypatch.setattr(data_module, 'REPOSITORY', str(tmp_path/'no-such-repository'))
+    check_fails(lambda: results_folder(tmp_path/'none', clone=tmp_path/'fresh'), contains='open the notebook in a clone')
+    (tmp_path/'stranger').mkdir()
+    check_fails(lambda: results_folder(tmp_path/'none', clone=tmp_path/'stranger'), contains='is not a clone')
+    assert (tmp_path/'stranger').is_dir()  # a folder that is not a clone is never removed
 
 
 def test_results_table(toy):

@@ -7,7 +7,8 @@ notebook's install cell as `git+https://github.com/dpsd-nb/dpsd-nb@<commit>`. Th
 exactly the working tree's, which `tests/test_colab_pin.py` checks on every CI run.
 
 Run it after committing a change to the package, and commit the notebooks it touched (the pin cannot name the commit
-that writes it):
+that writes it). The pinned commit must reach GitHub as it is: the published history must not be rewritten (squashed or
+rebased) after a pin, or every Colab install cell fails.
 
     python tools/pin_colab.py          # rewrite the pins
     python tools/pin_colab.py --check  # exit 1 and name the notebooks whose pin is missing or stale
